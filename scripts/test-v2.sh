@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Runs the suites that need cgroup v2 inside the emulated guest (scripts/vmkit), in one
+# boot: the test binaries are built here, then executed in the guest, where /sys/fs/cgroup
+# is cgroup2 with every controller. Exits with the guest's status.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VMKIT_DIR=${VMKIT_DIR:-/var/cache/joblet-vmkit}
+[ -f "$VMKIT_DIR/KVER" ] || scripts/vmkit/setup.sh
+
+# package:test-target pairs run in the guest.
+SUITES=${V2_SUITES:-"joblet-spawner:cgroup joblet-spawner:launch joblet-tests:isolation joblet-tests:daemons"}
+
+cargo build --workspace --bins
+list=$(mktemp -p "$PWD" .v2-suites.XXXXXX)
+trap 'rm -f "$list"' EXIT
+for suite in $SUITES; do
+  pkg=${suite%%:*}; test=${suite#*:}
+  exe=$(cargo test -p "$pkg" --test "$test" --no-run --message-format=json 2>/dev/null \
+        | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -1)
+  [ -n "$exe" ] || { echo "test-v2: no test binary for $suite" >&2; exit 1; }
+  echo "$suite $exe" >> "$list"
+done
+
+guest=$(mktemp -p "$PWD" .v2-guest.XXXXXX.sh)
+trap 'rm -f "$list" "$guest"' EXIT
+cat > "$guest" <<GUEST
+set -u
+export CI=\${CI:-} RUST_BACKTRACE=1 JOBLET_BIN_DIR=$PWD/target/debug
+echo "guest: \$(uname -r), cgroup \$(stat -fc %T /sys/fs/cgroup)"
+fail=0
+while read -r suite exe; do
+  echo "=== guest: \$suite"
+  "\$exe" --test-threads=1 || fail=1
+done < "$list"
+exit \$fail
+GUEST
+scripts/vmkit/vm-run.sh -m 4096 -- bash "$guest"

@@ -1,0 +1,121 @@
+//! The daemons run unprivileged, and killing any of them loses nothing (issue 2, cases 6-8).
+
+use std::time::Duration;
+
+use joblet_tests::{System, host, require_root};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+const UNPRIVILEGED: [&str; 3] = ["joblet-api", "joblet-persistd", "joblet-stated"];
+
+/// Case 6: the frontend, persistd and stated run as non-root users with no capabilities.
+#[test]
+fn helpers_other_than_the_spawner_are_unprivileged() {
+    require_root!();
+    let sys = System::start();
+    for name in UNPRIVILEGED {
+        let pid = sys
+            .helper_pid(name)
+            .unwrap_or_else(|| panic!("{name} not running:\n{}", sys.log_text()));
+        let uids = host::status_field(pid, "Uid").expect("Uid");
+        assert!(
+            uids.split_whitespace().all(|u| u != "0"),
+            "{name} has uid 0 somewhere: {uids}"
+        );
+        let gids = host::status_field(pid, "Gid").expect("Gid");
+        assert!(
+            gids.split_whitespace().all(|g| g != "0"),
+            "{name} has gid 0 somewhere: {gids}"
+        );
+        for cap in ["CapEff", "CapPrm", "CapInh", "CapAmb"] {
+            assert_eq!(
+                host::status_field(pid, cap).as_deref(),
+                Some("0000000000000000"),
+                "{name} {cap}"
+            );
+        }
+        assert_eq!(host::status_field(pid, "NoNewPrivs").as_deref(), Some("1"), "{name}");
+    }
+    let spawner = sys.helper_pid("joblet-spawner").expect("spawner running");
+    assert!(host::status_field(spawner, "Uid").expect("Uid").starts_with('0'));
+    sys.stop();
+}
+
+/// Case 7: SIGKILL persistd, then stated, then the frontend, then the spawner, while a job
+/// prints a numbered line every 10 ms: the job keeps running, each daemon is restarted, and
+/// afterwards the log has every line once, in order, and the exit status is right.
+#[test]
+fn killing_any_daemon_loses_no_output_and_no_exit_status() {
+    require_root!();
+    let sys = System::start();
+    let lines = 1200;
+    let job = sys.run_job(&[
+        "sh",
+        "-c",
+        &format!(
+            "i=0; while [ $i -lt {lines} ]; do echo line-$i; i=$((i+1)); sleep 0.01; done; exit 3"
+        ),
+    ]);
+    for name in [
+        "joblet-persistd",
+        "joblet-stated",
+        "joblet-api",
+        "joblet-spawner",
+    ] {
+        std::thread::sleep(Duration::from_millis(1500));
+        let old = sys
+            .helper_pid(name)
+            .unwrap_or_else(|| panic!("{name} not running:\n{}", sys.log_text()));
+        kill(Pid::from_raw(old), Signal::SIGKILL).expect("kill");
+        sys.wait_helper_restarted(name, old, Duration::from_secs(30));
+        wait_answering(&sys);
+        let st = sys.status(&job);
+        assert_eq!(st["status"], "RUNNING", "after killing {name}: {st}");
+    }
+    let st = sys.wait_done(&job, Duration::from_secs(120));
+    assert_eq!(st["status"], "FAILED", "{st}");
+    assert_eq!(st["exitCode"], 3, "{st}");
+    let out = String::from_utf8(sys.logs(&job)).expect("utf-8 log");
+    let got: Vec<&str> = out.lines().collect();
+    let want: Vec<String> = (0..lines).map(|i| format!("line-{i}")).collect();
+    if got != want {
+        let first_bad = got
+            .iter()
+            .zip(&want)
+            .position(|(g, w)| g != w)
+            .unwrap_or(got.len().min(want.len()));
+        panic!(
+            "log differs at line {first_bad}: got {} lines, want {}; around there: {:?}",
+            got.len(),
+            want.len(),
+            &got[first_bad.saturating_sub(2)..(first_bad + 3).min(got.len())]
+        );
+    }
+    sys.stop();
+}
+
+/// Case 8: stopping the system while jobs run leaves no process, mount, cgroup, socket or
+/// temporary directory behind (`System::stop` checks all of them).
+#[test]
+fn stopping_with_running_jobs_leaves_nothing_behind() {
+    require_root!();
+    let sys = System::start();
+    let a = sys.run_job(&["sleep", "300"]);
+    let b = sys.run_job(&["sh", "-c", "sleep 300 & sleep 300"]);
+    for j in [&a, &b] {
+        assert_eq!(sys.status(j)["status"], "RUNNING");
+    }
+    sys.stop();
+}
+
+fn wait_answering(sys: &System) {
+    let start = std::time::Instant::now();
+    while !sys.rnx(&["job", "list"]).ok() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "system not answering again:\n{}",
+            sys.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -209,10 +209,11 @@ impl SeqListener {
             self.fd.as_raw_fd(),
             SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
         ) {
-            // SAFETY: accept4 returned a new fd that nothing else owns.
-            Ok(fd) => Ok(Some(SeqSocket {
-                fd: unsafe { OwnedFd::from_raw_fd(fd) },
-            })),
+            Ok(fd) => {
+                // SAFETY: accept4 returned a new fd that nothing else owns.
+                let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+                Ok(Some(SeqSocket { fd }))
+            }
             Err(nix::Error::EAGAIN) => Ok(None),
             Err(e) => Err(e.into()),
         }

@@ -31,12 +31,15 @@ pub struct Listener {
 }
 
 impl Listener {
-    /// Wraps an inherited listening socket. Must run inside a tokio runtime.
+    /// Wraps an inherited listening socket, making it non-blocking first (an inherited
+    /// blocking listener would stall the whole runtime on its second accept). Must run
+    /// inside a tokio runtime.
     pub fn from_fd(
         fd: OwnedFd,
         channel: Channel,
         allowed_uids: Vec<u32>,
     ) -> std::io::Result<Listener> {
+        set_nonblocking(&fd)?;
         Ok(Listener {
             inner: UnixSeqpacketListener::try_from(fd)?,
             channel,
@@ -100,6 +103,13 @@ impl Incoming {
         conn.send(&HelloReply::Accepted, &[]).await?;
         Ok(conn)
     }
+}
+
+fn set_nonblocking(fd: &OwnedFd) -> std::io::Result<()> {
+    use nix::fcntl::{FcntlArg, OFlag, fcntl};
+    let flags = OFlag::from_bits_truncate(fcntl(fd, FcntlArg::F_GETFL)?);
+    fcntl(fd, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
+    Ok(())
 }
 
 fn refused(reason: &str) -> HelloReply {

@@ -17,6 +17,8 @@ pub struct ToSpawner {
     pub request: SpawnerRequest,
 }
 
+// Messages are decoded once and moved, never kept in bulk: variant size does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum SpawnerRequest {
     /// Start a job now. Carries one fd (a directory of staged uploads) when

@@ -10,6 +10,8 @@ use crate::RemoteError;
 use crate::codec::Message;
 use crate::job::{JobId, JobOutcome, JobRecord, JobState};
 
+// Messages are decoded once and moved, never kept in bulk: variant size does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum ToState {
     /// Store a new record; refused if the id exists.
@@ -32,6 +34,8 @@ pub enum ToState {
     Delete { job: JobId },
 }
 
+// Messages are decoded once and moved, never kept in bulk: variant size does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum FromState {
     Done,

@@ -1,0 +1,103 @@
+//! Block devices behind a job's storage (for io limits), and the v1 device allow-list.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+/// The character devices a job may use on v1 (everything else is denied, block devices
+/// included): null, zero, full, random, urandom, tty, ptmx, and the pty slaves.
+pub(super) const V1_ALLOWED_DEVICES: &[&str] = &[
+    "c 1:3 rwm",
+    "c 1:5 rwm",
+    "c 1:7 rwm",
+    "c 1:8 rwm",
+    "c 1:9 rwm",
+    "c 5:0 rwm",
+    "c 5:2 rwm",
+    "c 136:* rwm",
+];
+
+const SYS: &str = "/sys";
+
+/// Whole-disk devices backing the filesystems of `paths`, without duplicates. Paths that do
+/// not exist, or live on filesystems without a block device (tmpfs, overlay, proc, network
+/// and other anonymous-device filesystems), contribute nothing.
+pub(super) fn backing(paths: &[&Path]) -> Vec<(u32, u32)> {
+    let mut out = Vec::new();
+    for path in paths {
+        let Ok(meta) = std::fs::metadata(path) else {
+            tracing::debug!(path = %path.display(), "no such path, no backing device");
+            continue;
+        };
+        let dev = meta.dev();
+        let (major, minor) = (
+            u32::try_from(nix::sys::stat::major(dev)).unwrap_or(0),
+            u32::try_from(nix::sys::stat::minor(dev)).unwrap_or(0),
+        );
+        if major == 0 {
+            continue;
+        }
+        if let Some(disk) = whole_disk(Path::new(SYS), major, minor)
+            && !out.contains(&disk)
+        {
+            out.push(disk);
+        }
+    }
+    out
+}
+
+/// The whole disk holding block device `major:minor`: the parent disk of a partition, the
+/// device itself otherwise (disks, device-mapper, loop). `None` when sysfs does not know it
+/// as a block device.
+pub(super) fn whole_disk(sys: &Path, major: u32, minor: u32) -> Option<(u32, u32)> {
+    let link = sys.join(format!("dev/block/{major}:{minor}"));
+    let dir = std::fs::canonicalize(&link).ok()?;
+    if !dir.join("partition").exists() {
+        return Some((major, minor));
+    }
+    let parent = dir.parent()?;
+    let text = std::fs::read_to_string(parent.join("dev")).ok()?;
+    parse_dev(&text)
+}
+
+fn parse_dev(text: &str) -> Option<(u32, u32)> {
+    let (ma, mi) = text.trim().split_once(':')?;
+    Some((ma.parse().ok()?, mi.parse().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    #[test]
+    fn parses_dev_files() {
+        assert_eq!(parse_dev("8:0\n"), Some((8, 0)));
+        assert_eq!(parse_dev("8"), None);
+    }
+
+    /// A fake sysfs in a temporary directory, shaped as the kernel lays out a disk with one
+    /// partition and a device-mapper device.
+    #[test]
+    fn maps_partitions_to_their_disk_in_a_sysfs_tree() {
+        let root = std::env::temp_dir().join(format!("cgroup-sysfs-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let disk = root.join("devices/pci0/block/sda");
+        std::fs::create_dir_all(disk.join("sda1")).unwrap();
+        std::fs::write(disk.join("dev"), "8:0\n").unwrap();
+        std::fs::write(disk.join("sda1/dev"), "8:1\n").unwrap();
+        std::fs::write(disk.join("sda1/partition"), "1\n").unwrap();
+        let dm = root.join("devices/virtual/block/dm-0");
+        std::fs::create_dir_all(&dm).unwrap();
+        std::fs::write(dm.join("dev"), "253:0\n").unwrap();
+        std::fs::create_dir_all(root.join("dev/block")).unwrap();
+        symlink(disk.join("sda1"), root.join("dev/block/8:1")).unwrap();
+        symlink(&disk, root.join("dev/block/8:0")).unwrap();
+        symlink(&dm, root.join("dev/block/253:0")).unwrap();
+
+        assert_eq!(whole_disk(&root, 8, 1), Some((8, 0)));
+        assert_eq!(whole_disk(&root, 8, 0), Some((8, 0)));
+        assert_eq!(whole_disk(&root, 253, 0), Some((253, 0)));
+        assert_eq!(whole_disk(&root, 9, 9), None);
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+}

@@ -1,0 +1,40 @@
+//! The job's network namespace: loopback only, for now. Bringing `lo` up is one ioctl, so no
+//! netlink library is needed.
+
+use std::os::fd::AsRawFd;
+
+use nix::sys::socket::{AddressFamily, SockFlag, SockType, socket};
+
+use super::{At, StepError, StepResult};
+
+pub(super) fn loopback_up() -> StepResult {
+    let sock = socket(
+        AddressFamily::Inet,
+        SockType::Datagram,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .at(|| "open a socket to configure loopback")?;
+    // SAFETY: ifreq is plain data; all-zero is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS reads the flags of the interface named in `req` into it.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) } < 0 {
+        return Err(StepError::new(
+            "read loopback flags",
+            nix::errno::Errno::last(),
+        ));
+    }
+    // SAFETY: the union member for flags is the one SIOCGIFFLAGS filled.
+    unsafe { req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short };
+    // SAFETY: SIOCSIFFLAGS reads `req`, which names lo and carries its flags.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) } < 0 {
+        return Err(StepError::new(
+            "bring loopback up",
+            nix::errno::Errno::last(),
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,193 @@
+//! Stopping jobs (StopJob, timeouts, shutdown) and every timer of the loop.
+//!
+//! A stop sends SIGTERM to every process of the job, then, after the grace period, SIGKILL to
+//! the job's PID 1 (which ends its whole pid namespace) and `kill_all` on its cgroup. The stop
+//! and its deadline are written to the job's record first, so a restarted spawner finishes it
+//! and still reports the right reason.
+
+use std::os::fd::AsFd;
+
+use joblet_ipc_proto::RemoteError;
+use joblet_ipc_proto::channel::spawner::SpawnerReply;
+use joblet_ipc_proto::job::JobId;
+use nix::sys::signal::Signal;
+
+use crate::clock;
+use crate::daemon::{SHUTDOWN_ACK_WAIT_MS, Spawner};
+use crate::record::{StopCause, StopRequest};
+use crate::registry::{Job, Phase};
+use crate::settings::MAX_STOP_GRACE_MS;
+use crate::sys;
+
+/// Grace between SIGTERM and kill for a job that reached its timeout.
+pub const TIMEOUT_GRACE_MS: u32 = 2_000;
+
+/// The earliest deadline a job waits for, boot-time ns.
+pub fn next_deadline(job: &Job) -> Option<u64> {
+    let launch = match job.phase {
+        Phase::Exited { .. } => return None,
+        Phase::Launching { deadline, .. } if job.launch_abandoned.is_none() => Some(deadline),
+        _ => None,
+    };
+    let kill = job.file.stop.filter(|_| !job.killed).map(|s| s.kill_at);
+    let timeout =
+        (job.file.timeout_at != 0 && job.file.stop.is_none()).then_some(job.file.timeout_at);
+    [launch, kill, timeout].into_iter().flatten().min()
+}
+
+impl Spawner {
+    /// StopJob.
+    pub fn stop_request(&mut self, id: &JobId, grace_ms: u32) -> SpawnerReply {
+        if !self.jobs.contains_key(id) {
+            return SpawnerReply::Error(RemoteError::not_found(format!("no job {id} here")));
+        }
+        self.stop_job(id, StopCause::Stopped, grace_ms.min(MAX_STOP_GRACE_MS));
+        SpawnerReply::Stopping
+    }
+
+    /// SIGTERM now, kill after `grace_ms`. A second stop can only bring the kill forward.
+    pub fn stop_job(&mut self, id: &JobId, cause: StopCause, grace_ms: u32) {
+        let Some(job) = self.jobs.get_mut(id) else {
+            return;
+        };
+        if job.exited().is_some() {
+            return;
+        }
+        let kill_at = clock::boot_deadline(u64::from(grace_ms));
+        let stop = match job.file.stop {
+            Some(s) => StopRequest {
+                cause: s.cause,
+                kill_at: s.kill_at.min(kill_at),
+            },
+            None => StopRequest { cause, kill_at },
+        };
+        job.file.stop = Some(stop);
+        if let Err(e) = job.dir.write_job(&job.file) {
+            tracing::error!(job = %id, error = %e, "cannot record the stop; stopping anyway");
+        }
+        tracing::info!(job = %id, cause = ?stop.cause, grace_ms, "stopping job");
+        if let Some(cg) = &job.cgroup
+            && let Err(e) = cg.signal_all(Signal::SIGTERM)
+        {
+            tracing::warn!(job = %id, error = %e, "SIGTERM failed");
+        }
+        if grace_ms == 0 {
+            self.kill_job(id);
+        }
+    }
+
+    /// The end of a grace period: kill everything in the job.
+    fn kill_job(&mut self, id: &JobId) {
+        let Some(job) = self.jobs.get_mut(id) else {
+            return;
+        };
+        job.killed = true;
+        if let Some(p) = &job.init_pidfd {
+            let _ = sys::pidfd_send_signal(p.as_fd(), Signal::SIGKILL);
+        }
+        if let Some(cg) = &job.cgroup
+            && let Err(e) = cg.kill_all()
+        {
+            tracing::error!(job = %id, error = %e, "cannot kill every process of the job");
+        }
+    }
+
+    /// Gives up on a launch that hangs: the shim is killed, and its death ends the job.
+    fn abandon_launch(&mut self, id: &JobId) {
+        let Some(job) = self.jobs.get_mut(id) else {
+            return;
+        };
+        let why = format!(
+            "the launch did not finish within {} s",
+            crate::lifecycle::LAUNCH_TIMEOUT_MS / 1000
+        );
+        tracing::error!(job = %id, "{why}");
+        job.launch_abandoned = Some(why);
+        if let Some(shim) = &job.shim {
+            let _ = sys::pidfd_send_signal(shim.pidfd.as_fd(), Signal::SIGKILL);
+        }
+        if let Some(cg) = &job.cgroup {
+            let _ = cg.signal_all(Signal::SIGKILL);
+        }
+    }
+
+    /// Acts on every deadline that has passed.
+    pub fn on_timers(&mut self) {
+        let now = clock::boot_ns();
+        self.expire_hellos(now);
+        let due: Vec<JobId> = self
+            .jobs
+            .values()
+            .filter(|j| next_deadline(j).is_some_and(|d| d <= now))
+            .map(|j| j.id.clone())
+            .collect();
+        for id in due {
+            let Some(job) = self.jobs.get(&id) else {
+                continue;
+            };
+            let launch_due = matches!(job.phase, Phase::Launching { deadline, .. } if deadline <= now)
+                && job.launch_abandoned.is_none();
+            let kill_due = job.file.stop.is_some_and(|s| s.kill_at <= now) && !job.killed;
+            let timeout_due =
+                job.file.timeout_at != 0 && job.file.timeout_at <= now && job.file.stop.is_none();
+            if launch_due {
+                self.abandon_launch(&id);
+            }
+            if kill_due {
+                self.kill_job(&id);
+            }
+            if timeout_due {
+                let grace = self.settings.stop_grace_ms.min(TIMEOUT_GRACE_MS);
+                self.stop_job(&id, StopCause::Timeout, grace);
+            }
+        }
+    }
+
+    /// SIGTERM/SIGINT: stop accepting, stop every job, wait a bounded time for the acks.
+    pub fn begin_shutdown(&mut self) {
+        if self.shutdown_deadline.is_some() {
+            return;
+        }
+        self.accepting = false;
+        let grace = self.settings.stop_grace_ms;
+        let running: Vec<JobId> = self
+            .jobs
+            .values()
+            .filter(|j| j.exited().is_none())
+            .map(|j| j.id.clone())
+            .collect();
+        for id in running {
+            self.stop_job(&id, StopCause::Stopped, grace);
+        }
+        self.shutdown_deadline = Some(clock::boot_deadline(
+            u64::from(grace) + SHUTDOWN_ACK_WAIT_MS,
+        ));
+    }
+
+    pub fn shutdown_finished(&self) -> bool {
+        match self.shutdown_deadline {
+            None => false,
+            Some(d) => self.jobs.is_empty() || clock::boot_ns() >= d,
+        }
+    }
+
+    /// Cleans everything up. Jobs whose exit was not acknowledged keep their record directory
+    /// (with its exit record), so the next spawner reports them again.
+    pub fn finish_shutdown(&mut self) {
+        let jobs = std::mem::take(&mut self.jobs);
+        for (id, job) in jobs {
+            let keep_record = !job.acked;
+            if keep_record {
+                tracing::warn!(job = %id, "exit not acknowledged before shutdown; its record is kept for the next start");
+            }
+            self.release(job, keep_record);
+        }
+        for z in std::mem::take(&mut self.zombies) {
+            let _ = sys::reap_pidfd(z.as_fd(), true);
+        }
+        if let Err(e) = self.cgroups.remove_base() {
+            tracing::warn!(error = %e, "cannot remove our cgroup subtree");
+        }
+        tracing::info!("spawner stopped");
+    }
+}

@@ -1,1 +1,108 @@
-fn main() {}
+//! `joblet-api --settings-fd N`: started by the supervisor as its own unprivileged user,
+//! with its settings in a sealed memfd and its TCP listener inherited.
+
+#![forbid(unsafe_code)]
+
+use std::os::fd::{OwnedFd, RawFd};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use joblet_api::audit::AuditLog;
+use joblet_api::{harden, server};
+use joblet_ipc_proto::inherit;
+use joblet_ipc_proto::settings::{self, FrontendSettings, LogFormat, Logging};
+use nix::sys::socket::{getsockopt, sockopt};
+use tokio::net::TcpListener;
+
+#[derive(Parser)]
+#[command(
+    name = "joblet-api",
+    about = "Joblet's gRPC frontend (mutual TLS, roles, audit)"
+)]
+struct Args {
+    /// The sealed memfd holding this daemon's settings, passed by the supervisor.
+    #[arg(long)]
+    settings_fd: RawFd,
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "joblet-api stopped");
+            // Also on stderr in plain words, in case logging was never set up.
+            eprintln!("joblet-api: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let settings_fd = inherit::take(args.settings_fd).context("taking the settings fd")?;
+    let settings: FrontendSettings =
+        settings::read_from_fd(settings_fd).context("reading the settings")?;
+    init_logging(&settings.logging)?;
+    harden::harden()?;
+    let tcp_fd_number =
+        settings::tcp_listener(&settings.listen).context("the settings name no TCP listener")?;
+    let tcp_fd = inherit::take(tcp_fd_number).context("taking the TCP listener")?;
+    harden::close_stray_fds(&[tcp_fd_number]);
+    harden::private_dir(&settings.data_dir)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(serve(settings, tcp_fd))
+}
+
+async fn serve(settings: FrontendSettings, tcp_fd: OwnedFd) -> anyhow::Result<()> {
+    if !getsockopt(&tcp_fd, sockopt::AcceptConn).context("inspecting the TCP listener")? {
+        bail!("the inherited TCP socket is not listening");
+    }
+    let std_listener = std::net::TcpListener::from(tcp_fd);
+    std_listener.set_nonblocking(true)?;
+    let local = std_listener
+        .local_addr()
+        .context("the inherited TCP listener has no address")?;
+    let listener = TcpListener::from_std(std_listener).context("registering the TCP listener")?;
+    let audit = AuditLog::open(&settings.audit_log).context("opening the audit log")?;
+    tracing::info!(address = %settings.address, listening = %local, node = %settings.node_id, "joblet-api serving");
+    let result = server::serve(&settings, listener, audit.clone(), shutdown_signal()).await;
+    if !audit.flush(Duration::from_secs(2)).await {
+        tracing::error!("audit log did not flush at shutdown");
+    }
+    result?;
+    tracing::info!("joblet-api stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+    }
+}
+
+fn init_logging(logging: &Logging) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(&logging.level)
+        .with_context(|| format!("log level {:?}", logging.level))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let result = match logging.format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+    result.map_err(|e| anyhow::anyhow!("cannot set up logging: {e}"))
+}

@@ -1,0 +1,288 @@
+//! What happens to jobs outside any request: their exits are recorded in stated (then
+//! acknowledged to the spawner), and on every connection to the spawner stated's view is
+//! reconciled with the spawner's, so no job stays RUNNING forever after a restart.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use joblet_ipc_proto::RemoteErrorKind;
+use joblet_ipc_proto::channel::spawner::{SpawnedJob, SpawnerEvent, SpawnerReply, SpawnerRequest};
+use joblet_ipc_proto::job::{JobId, JobOutcome, JobState};
+use tokio::sync::mpsc;
+
+use super::convert::now_ns;
+use crate::app::App;
+use crate::errors::LinkError;
+use crate::links::PATIENCE;
+use crate::links::spawner::LinkEvent;
+
+const REPLY_TIMEOUT: Duration = Duration::from_secs(15);
+/// Pause before retrying work that failed because stated was unavailable.
+const RETRY_AFTER: Duration = Duration::from_secs(2);
+/// Pause before recording an exit whose start is still being recorded.
+const START_RACE_WAIT: Duration = Duration::from_millis(100);
+
+pub const LOST_MESSAGE: &str = "the job's process was not found after a restart";
+
+/// Work that failed and is tried again later.
+enum Retry {
+    Reconcile,
+    Exit {
+        job: JobId,
+        outcome: JobOutcome,
+        ended_ns: u64,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+enum ReconcileError {
+    #[error("cannot read job records: {0}")]
+    State(LinkError),
+    #[error("cannot list the spawner's jobs: {0}")]
+    Spawner(LinkError),
+}
+
+/// Runs until the link's event channel closes.
+pub async fn run(app: Arc<App>, mut events: mpsc::UnboundedReceiver<LinkEvent>) {
+    let (retry_tx, mut retries) = mpsc::unbounded_channel::<Retry>();
+    // One pending retry per job (or reconciliation), however often the spawner repeats.
+    let mut waiting: HashSet<Option<JobId>> = HashSet::new();
+    loop {
+        let work = tokio::select! {
+            ev = events.recv() => match ev {
+                Some(LinkEvent::Connected) => Retry::Reconcile,
+                Some(LinkEvent::Event(SpawnerEvent::Exited { job, outcome, ended_ns })) => {
+                    Retry::Exit { job, outcome, ended_ns }
+                }
+                None => return,
+            },
+            Some(r) = retries.recv() => {
+                waiting.remove(&retry_key(&r));
+                r
+            }
+        };
+        if let Some((again, after)) = handle(&app, work).await
+            && waiting.insert(retry_key(&again))
+        {
+            let tx = retry_tx.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(after).await;
+                let _ = tx.send(again);
+            });
+        }
+    }
+}
+
+fn retry_key(r: &Retry) -> Option<JobId> {
+    match r {
+        Retry::Reconcile => None,
+        Retry::Exit { job, .. } => Some(job.clone()),
+    }
+}
+
+/// Does one piece of work; returns it back with a delay if it must be retried.
+async fn handle(app: &App, work: Retry) -> Option<(Retry, Duration)> {
+    match work {
+        Retry::Reconcile => match reconcile(app).await {
+            Ok(()) => None,
+            // The next connection brings its own reconciliation.
+            Err(e @ ReconcileError::Spawner(_)) => {
+                tracing::warn!(error = %e, "reconciliation postponed to the next spawner connection");
+                None
+            }
+            Err(e @ ReconcileError::State(_)) => {
+                tracing::warn!(error = %e, "reconciliation failed; retrying");
+                Some((Retry::Reconcile, RETRY_AFTER))
+            }
+        },
+        Retry::Exit {
+            job,
+            outcome,
+            ended_ns,
+        } => match record_exit(app, &job, &outcome, ended_ns).await {
+            Ok(true) => {
+                acknowledge(app, &job).await;
+                None
+            }
+            Ok(false) => Some((
+                Retry::Exit {
+                    job,
+                    outcome,
+                    ended_ns,
+                },
+                START_RACE_WAIT,
+            )),
+            Err(e) => {
+                tracing::warn!(job = %job, error = %e, "cannot record a job's exit yet; retrying");
+                Some((
+                    Retry::Exit {
+                        job,
+                        outcome,
+                        ended_ns,
+                    },
+                    RETRY_AFTER,
+                ))
+            }
+        },
+    }
+}
+
+/// Moves the job to its final state. `Ok(false)`: its start is still being recorded, try
+/// again shortly. Repeated exits are harmless: terminal states never change.
+async fn record_exit(
+    app: &App,
+    job: &JobId,
+    outcome: &JobOutcome,
+    ended_ns: u64,
+) -> Result<bool, LinkError> {
+    let to = outcome.final_state();
+    let first = app
+        .state
+        .transition(job, to, ended_ns, Some(outcome.clone()))
+        .await;
+    match first {
+        Ok(()) => {}
+        Err(e) if e.remote_kind() == Some(RemoteErrorKind::NotFound) => {}
+        Err(e) if e.remote_kind() == Some(RemoteErrorKind::FailedPrecondition) => {
+            let record = match app.state.get(job).await {
+                Ok(r) => r,
+                Err(e) if e.remote_kind() == Some(RemoteErrorKind::NotFound) => {
+                    app.tracker.ended(job);
+                    return Ok(true);
+                }
+                Err(e) => return Err(e),
+            };
+            match record.state {
+                s if s.is_terminal() => {}
+                JobState::Initializing if app.tracker.is_starting(job) => return Ok(false),
+                JobState::Initializing => {
+                    // Started, but the start was never recorded (the frontend restarted).
+                    let started = spawned(app, job).await.map_or(ended_ns, |s| s.started_ns);
+                    app.state
+                        .transition(job, JobState::Running, started, None)
+                        .await?;
+                    app.state
+                        .transition(job, to, ended_ns, Some(outcome.clone()))
+                        .await?;
+                }
+                _ => return Err(e),
+            }
+        }
+        Err(e) => return Err(e),
+    }
+    tracing::info!(job = %job, state = %to, exit_code = outcome.exit_code, reason = outcome.reason.as_str(), "job ended");
+    app.tracker.ended(job);
+    Ok(true)
+}
+
+async fn acknowledge(app: &App, job: &JobId) {
+    let req = SpawnerRequest::AckExit { job: job.clone() };
+    match app.spawner.request(req, PATIENCE, REPLY_TIMEOUT).await {
+        Ok(_) => {}
+        // Unacknowledged exits are repeated on the next connection.
+        Err(e) => tracing::debug!(job = %job, error = %e, "exit not acknowledged"),
+    }
+}
+
+/// The spawner's entry for one job, if it has one.
+async fn spawned(app: &App, job: &JobId) -> Option<SpawnedJob> {
+    spawner_jobs(app).await.ok()?.remove(job)
+}
+
+/// Every job the spawner holds, running or exited and not yet acknowledged.
+async fn spawner_jobs(app: &App) -> Result<HashMap<JobId, SpawnedJob>, LinkError> {
+    let mut all = HashMap::new();
+    let mut after = None;
+    loop {
+        let reply = app
+            .spawner
+            .request(
+                SpawnerRequest::ListJobs {
+                    after: after.clone(),
+                },
+                PATIENCE,
+                REPLY_TIMEOUT,
+            )
+            .await?;
+        let SpawnerReply::Jobs { jobs, more } = reply else {
+            return Err(LinkError::Unexpected {
+                daemon: "spawner",
+                request: "ListJobs",
+                got: "another reply",
+            });
+        };
+        let last = jobs.last().map(|j| j.job.clone());
+        all.extend(jobs.into_iter().map(|j| (j.job.clone(), j)));
+        match (more, last) {
+            (true, Some(last)) => after = Some(last),
+            _ => return Ok(all),
+        }
+    }
+}
+
+async fn reconcile(app: &App) -> Result<(), ReconcileError> {
+    app.tracker.begin_reconcile();
+    let result = reconcile_snapshots(app).await;
+    if result.is_err() {
+        app.tracker.abort_reconcile();
+    }
+    result
+}
+
+async fn reconcile_snapshots(app: &App) -> Result<(), ReconcileError> {
+    // stated first: a job created after this snapshot is simply not judged this round,
+    // and one created before it is in the spawner's later snapshot if it started.
+    let records = app.state.list_all().await.map_err(ReconcileError::State)?;
+    let held = spawner_jobs(app).await.map_err(ReconcileError::Spawner)?;
+    let mut lost = 0usize;
+    for r in records
+        .iter()
+        .filter(|r| matches!(r.state, JobState::Running | JobState::Initializing))
+    {
+        if app.tracker.reconcile_skips(&r.id) {
+            continue;
+        }
+        let result = match held.get(&r.id) {
+            Some(s) if r.state == JobState::Initializing && s.exited.is_none() => {
+                app.state
+                    .transition(&r.id, JobState::Running, s.started_ns, None)
+                    .await
+            }
+            // Running, or its exit event is on its way.
+            Some(_) => Ok(()),
+            None => {
+                tracing::warn!(job = %r.id, state = %r.state, "job not known to the spawner; marking it FAILED (lost)");
+                lost += 1;
+                let outcome = JobOutcome::lost(LOST_MESSAGE);
+                app.state
+                    .transition(&r.id, JobState::Failed, now_ns(), Some(outcome))
+                    .await
+            }
+        };
+        match result {
+            Ok(()) => {}
+            // It moved on meanwhile (an exit was recorded): nothing to correct.
+            Err(e)
+                if matches!(
+                    e.remote_kind(),
+                    Some(RemoteErrorKind::FailedPrecondition | RemoteErrorKind::NotFound)
+                ) => {}
+            Err(e) => return Err(ReconcileError::State(e)),
+        }
+    }
+    let alive: HashSet<JobId> = held
+        .values()
+        .filter(|s| s.exited.is_none())
+        .map(|s| s.job.clone())
+        .collect();
+    tracing::info!(
+        records = records.len(),
+        spawner_jobs = held.len(),
+        running = alive.len(),
+        lost,
+        "reconciled job states with the spawner"
+    );
+    app.tracker.end_reconcile(alive);
+    Ok(())
+}

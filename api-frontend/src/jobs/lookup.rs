@@ -1,0 +1,75 @@
+//! Finding a job from what a client typed: a full id or a unique prefix of one.
+
+use joblet_ipc_proto::RemoteErrorKind;
+use joblet_ipc_proto::job::{JobId, JobRecord};
+use tonic::Status;
+
+use crate::app::App;
+use crate::errors::LinkError;
+
+/// Checks a client's job id or prefix and normalises it to lowercase.
+#[allow(clippy::result_large_err)]
+pub fn normalise_prefix(input: &str) -> Result<String, Status> {
+    let s = input.trim().to_ascii_lowercase();
+    if s.is_empty() {
+        return Err(Status::invalid_argument(
+            "invalid uuid: the job id is empty",
+        ));
+    }
+    let ok = s.len() <= JobId::LEN && s.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-');
+    if !ok {
+        let shown: String = input.chars().take(40).collect();
+        return Err(Status::invalid_argument(format!(
+            "invalid uuid: {shown:?} is not a job id or the start of one"
+        )));
+    }
+    Ok(s)
+}
+
+/// The record of the job `input` names.
+pub async fn find(app: &App, input: &str) -> Result<JobRecord, Status> {
+    let prefix = normalise_prefix(input)?;
+    let id = app
+        .state
+        .resolve(&prefix)
+        .await
+        .map_err(|e| not_found_as(e, &prefix))?;
+    app.state
+        .get(&id)
+        .await
+        .map_err(|e| not_found_as(e, &prefix))
+}
+
+fn not_found_as(e: LinkError, shown: &str) -> Status {
+    if e.remote_kind() == Some(RemoteErrorKind::NotFound) {
+        Status::not_found(format!("job {shown} not found"))
+    } else {
+        e.into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tonic::Code;
+
+    #[test]
+    fn prefixes_are_checked_and_lowercased() {
+        assert_eq!(normalise_prefix(" 0B7C ").unwrap(), "0b7c");
+        assert_eq!(
+            normalise_prefix("0b7c1a2e-4f3d-4e8a-9c61-2d5e7f9a1b3c").unwrap(),
+            "0b7c1a2e-4f3d-4e8a-9c61-2d5e7f9a1b3c"
+        );
+        for bad in [
+            "",
+            "  ",
+            "../x",
+            "0b7c1a2e-4f3d-4e8a-9c61-2d5e7f9a1b3c0",
+            "xyz",
+            "0b7c%",
+        ] {
+            let e = normalise_prefix(bad).unwrap_err();
+            assert_eq!(e.code(), Code::InvalidArgument, "{bad:?}");
+        }
+    }
+}

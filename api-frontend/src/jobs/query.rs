@@ -1,0 +1,31 @@
+//! GetJobStatus and ListJobs.
+
+use joblet_api_proto::{GetJobStatusRequest, GetJobStatusResponse, Jobs};
+use tonic::Status;
+
+use super::convert;
+use super::lookup;
+use crate::app::App;
+use crate::gate::Call;
+
+pub async fn get_job_status(
+    app: &App,
+    call: &mut Call,
+    req: GetJobStatusRequest,
+) -> Result<GetJobStatusResponse, Status> {
+    let record = lookup::find(app, &req.uuid).await?;
+    call.set_job(record.id.as_str());
+    Ok(convert::status_response(&record))
+}
+
+pub async fn list_jobs(app: &App) -> Result<Jobs, Status> {
+    let mut records = app.state.list_all().await?;
+    records.sort_by(|a, b| {
+        a.created_ns
+            .cmp(&b.created_ns)
+            .then_with(|| a.id.cmp(&b.id))
+    });
+    Ok(Jobs {
+        jobs: records.iter().map(convert::list_item).collect(),
+    })
+}

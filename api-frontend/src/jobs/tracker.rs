@@ -1,0 +1,171 @@
+//! What this frontend knows about jobs in flight: which jobs are active (for
+//! `max_concurrent_jobs`), which are being started right now, and which started during a
+//! reconciliation (so it does not mistake a job it has just started for a lost one).
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use joblet_ipc_proto::job::JobId;
+
+#[derive(Default)]
+struct Inner {
+    /// Jobs RUNNING or INITIALIZING as far as we know.
+    active: HashSet<JobId>,
+    /// Jobs whose RunJob is between creating the record and recording the start.
+    starting: HashSet<JobId>,
+    /// While a reconciliation runs: jobs that finished starting since it began.
+    touched: Option<HashSet<JobId>>,
+}
+
+#[derive(Clone, Default)]
+pub struct Tracker {
+    inner: Arc<Mutex<Inner>>,
+}
+
+/// Why a job may not start now.
+#[derive(Debug, PartialEq, Eq)]
+pub struct AtCapacity {
+    pub max: u32,
+}
+
+impl Tracker {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Reserves a place for a new job (`max` 0 = unlimited) and marks it starting.
+    pub fn reserve(&self, job: &JobId, max: u32) -> Result<Starting, AtCapacity> {
+        let mut inner = self.lock();
+        if max > 0 && inner.active.len() >= max as usize {
+            return Err(AtCapacity { max });
+        }
+        inner.active.insert(job.clone());
+        inner.starting.insert(job.clone());
+        Ok(Starting {
+            tracker: self.clone(),
+            job: job.clone(),
+        })
+    }
+
+    /// The job ended (its exit is recorded): it no longer counts.
+    pub fn ended(&self, job: &JobId) {
+        self.lock().active.remove(job);
+    }
+
+    pub fn is_starting(&self, job: &JobId) -> bool {
+        self.lock().starting.contains(job)
+    }
+
+    pub fn active_count(&self) -> usize {
+        self.lock().active.len()
+    }
+
+    /// Starts watching for jobs that finish starting while a reconciliation runs.
+    pub fn begin_reconcile(&self) {
+        self.lock().touched = Some(HashSet::new());
+    }
+
+    /// Whether reconciliation must leave this job alone: it is being started, or finished
+    /// starting after the reconciliation took its snapshots.
+    pub fn reconcile_skips(&self, job: &JobId) -> bool {
+        let inner = self.lock();
+        inner.starting.contains(job) || inner.touched.as_ref().is_some_and(|t| t.contains(job))
+    }
+
+    /// Ends a reconciliation that could not finish; the active set stays as it was.
+    pub fn abort_reconcile(&self) {
+        self.lock().touched = None;
+    }
+
+    /// Ends a reconciliation with the set of jobs the spawner holds alive.
+    pub fn end_reconcile(&self, alive: HashSet<JobId>) {
+        let mut inner = self.lock();
+        let touched = inner.touched.take().unwrap_or_default();
+        let starting = inner.starting.clone();
+        let still_active: HashSet<JobId> = inner
+            .active
+            .iter()
+            .filter(|j| touched.contains(*j))
+            .cloned()
+            .collect();
+        inner.active = alive;
+        inner.active.extend(starting);
+        inner.active.extend(still_active);
+    }
+}
+
+/// A job being started. Dropping it ends the "starting" phase; [`Starting::failed`] also
+/// frees its place.
+pub struct Starting {
+    tracker: Tracker,
+    job: JobId,
+}
+
+impl Starting {
+    /// The job never started: it does not count against the limit.
+    pub fn failed(self) {
+        self.tracker.lock().active.remove(&self.job);
+    }
+}
+
+impl Drop for Starting {
+    fn drop(&mut self) {
+        let mut inner = self.tracker.lock();
+        inner.starting.remove(&self.job);
+        if let Some(t) = inner.touched.as_mut() {
+            t.insert(self.job.clone());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(n: u8) -> JobId {
+        JobId::parse(&format!("0b7c1a2e-4f3d-4e8a-9c61-2d5e7f9a1b{n:02x}")).unwrap()
+    }
+
+    #[test]
+    fn capacity_is_enforced_and_freed() {
+        let t = Tracker::default();
+        let a = t.reserve(&id(1), 2).unwrap();
+        let _b = t.reserve(&id(2), 2).unwrap();
+        assert_eq!(t.reserve(&id(3), 2).err(), Some(AtCapacity { max: 2 }));
+        a.failed();
+        let c = t.reserve(&id(3), 2).unwrap();
+        drop(c);
+        assert_eq!(
+            t.active_count(),
+            2,
+            "a started job still counts until it ends"
+        );
+        t.ended(&id(3));
+        assert!(t.reserve(&id(4), 2).is_ok());
+        assert!(t.reserve(&id(5), 0).is_ok(), "0 means unlimited");
+    }
+
+    #[test]
+    fn reconciliation_leaves_starting_and_just_started_jobs_alone() {
+        let t = Tracker::default();
+        let early = t.reserve(&id(1), 0).unwrap();
+        t.begin_reconcile();
+        let during = t.reserve(&id(2), 0).unwrap();
+        assert!(t.reconcile_skips(&id(1)));
+        assert!(t.reconcile_skips(&id(2)));
+        drop(early);
+        drop(during);
+        assert!(
+            t.reconcile_skips(&id(1)),
+            "finished starting during the reconciliation"
+        );
+        assert!(!t.reconcile_skips(&id(3)));
+        t.end_reconcile(HashSet::from([id(7)]));
+        assert!(!t.reconcile_skips(&id(1)));
+        assert_eq!(
+            t.active_count(),
+            3,
+            "spawner's jobs plus those started meanwhile"
+        );
+    }
+}

@@ -1,0 +1,82 @@
+//! The link to persistd's log channel: one connection per reader (a following read keeps
+//! its connection), plus deletion of a job's stored output.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use joblet_ipc_proto::channel::logs::{FromPersistLogs, ToPersistLogs};
+use joblet_ipc_proto::codec::Message;
+use joblet_ipc_proto::job::JobId;
+use joblet_ipc_proto::tokio::Conn;
+use joblet_ipc_proto::{Channel, IpcError, RemoteErrorKind};
+
+use super::{PATIENCE, connect_patiently};
+use crate::errors::LinkError;
+
+const DAEMON: &str = "persistd";
+const DELETE_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Clone)]
+pub struct LogsClient {
+    path: PathBuf,
+}
+
+/// An open read of one job's output.
+pub struct LogReader {
+    conn: Conn,
+}
+
+impl LogsClient {
+    pub fn new(path: PathBuf) -> LogsClient {
+        LogsClient { path }
+    }
+
+    /// Opens a read from sequence number `from_seq`; with `follow` it continues with live
+    /// output until the job's output is complete.
+    pub async fn read(
+        &self,
+        job: &JobId,
+        from_seq: u64,
+        follow: bool,
+    ) -> Result<LogReader, LinkError> {
+        let conn = connect_patiently(&self.path, Channel::Logs, DAEMON, PATIENCE).await?;
+        let req = ToPersistLogs::Read {
+            job: job.clone(),
+            from_seq,
+            follow,
+        };
+        conn.send(&req, &[])
+            .await
+            .map_err(|e| LinkError::unavailable(DAEMON, e))?;
+        Ok(LogReader { conn })
+    }
+
+    /// Deletes a job's stored output; output that was never stored counts as deleted.
+    pub async fn delete(&self, job: &JobId) -> Result<(), LinkError> {
+        let mut conn = connect_patiently(&self.path, Channel::Logs, DAEMON, PATIENCE).await?;
+        conn.send(&ToPersistLogs::Delete { job: job.clone() }, &[])
+            .await
+            .map_err(|e| LinkError::unavailable(DAEMON, e))?;
+        let reply = tokio::time::timeout(DELETE_TIMEOUT, conn.recv::<FromPersistLogs>())
+            .await
+            .map_err(|_| LinkError::unavailable(DAEMON, "no answer to Delete"))?
+            .map_err(|e| LinkError::unavailable(DAEMON, e))?;
+        match reply.msg {
+            FromPersistLogs::Deleted => Ok(()),
+            FromPersistLogs::Error(e) if e.kind == RemoteErrorKind::NotFound => Ok(()),
+            FromPersistLogs::Error(e) => Err(LinkError::Remote(e)),
+            other => Err(LinkError::Unexpected {
+                daemon: DAEMON,
+                request: "Delete",
+                got: other.name(),
+            }),
+        }
+    }
+}
+
+impl LogReader {
+    /// The next message of the read. An error means the connection broke.
+    pub async fn next(&mut self) -> Result<FromPersistLogs, IpcError> {
+        Ok(self.conn.recv::<FromPersistLogs>().await?.msg)
+    }
+}

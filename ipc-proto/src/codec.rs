@@ -100,7 +100,10 @@ mod tests {
         .unwrap();
         buf.push(0);
         let err = decode::<ToSpawner>(&buf).unwrap_err();
-        assert!(matches!(err, IpcError::Malformed(ref m) if m.contains("trailing")), "{err}");
+        assert!(
+            matches!(err, IpcError::Malformed(ref m) if m.contains("trailing")),
+            "{err}"
+        );
     }
 
     #[test]

@@ -234,6 +234,21 @@ pub enum EndReason {
 }
 
 impl EndReason {
+    /// A stable machine-readable name (`oom_killed`, `timeout`, …), as the frontend sends it
+    /// in the `joblet-end-reason` response header of GetJobStatus.
+    pub fn code(self) -> &'static str {
+        match self {
+            EndReason::Exited => "exited",
+            EndReason::Signaled => "signaled",
+            EndReason::OomKilled => "oom_killed",
+            EndReason::Stopped => "stopped",
+            EndReason::Timeout => "timeout",
+            EndReason::LaunchFailed => "launch_failed",
+            EndReason::Lost => "lost",
+        }
+    }
+
+    /// Words for people.
     pub fn as_str(self) -> &'static str {
         match self {
             EndReason::Exited => "exited",

@@ -126,7 +126,11 @@ pub async fn connect(path: impl AsRef<Path>, channel: Channel) -> Result<Conn, I
     conn.send(&Hello::new(channel), &[]).await?;
     let reply: HelloReply = match tokio::time::timeout(HANDSHAKE_TIMEOUT, conn.recv()).await {
         Ok(r) => r?.msg,
-        Err(_) => return Err(IpcError::Handshake("server did not answer within 5 s".into())),
+        Err(_) => {
+            return Err(IpcError::Handshake(
+                "server did not answer within 5 s".into(),
+            ));
+        }
     };
     handshake::accepted(reply)?;
     Ok(conn)
@@ -228,7 +232,10 @@ impl Receiver {
             self.buf.resize(MAX_FRAME_LEN, 0);
         }
         let mut cmsg = [0u8; CMSG_BUF_LEN];
-        let (info, anc) = self.sock.recv_with_ancillary(&mut self.buf, &mut cmsg).await?;
+        let (info, anc) = self
+            .sock
+            .recv_with_ancillary(&mut self.buf, &mut cmsg)
+            .await?;
         let anc_truncated = info.ancillary_truncated();
         let mut fds: Vec<OwnedFd> = Vec::new();
         for m in anc.into_messages() {
@@ -332,11 +339,22 @@ mod tests {
         let mut cmsg = [0u8; CMSG_BUF_LEN];
         let mut anc = AncillaryMessageWriter::new(&mut cmsg);
         anc.add_fds([a.as_fd()]).unwrap();
-        c.sender.sock.send_with_ancillary(&buf, &mut anc).await.unwrap();
+        c.sender
+            .sock
+            .send_with_ancillary(&buf, &mut anc)
+            .await
+            .unwrap();
         let (first, second) = server.await.unwrap();
         assert!(matches!(first, IpcError::Malformed(_)), "{first}");
         assert!(
-            matches!(second, IpcError::UnexpectedFds { expected: 0, got: 1, .. }),
+            matches!(
+                second,
+                IpcError::UnexpectedFds {
+                    expected: 0,
+                    got: 1,
+                    ..
+                }
+            ),
             "{second}"
         );
     }

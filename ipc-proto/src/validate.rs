@@ -100,7 +100,10 @@ fn too_big() -> ValidationError {
 fn spec_bytes(s: &JobSpec) -> usize {
     s.command.len()
         + s.args.iter().map(String::len).sum::<usize>()
-        + s.env.iter().map(|v| v.key.len() + v.value.len()).sum::<usize>()
+        + s.env
+            .iter()
+            .map(|v| v.key.len() + v.value.len())
+            .sum::<usize>()
         + s.secret_env_keys.iter().map(String::len).sum::<usize>()
         + s.uploads.iter().map(String::len).sum::<usize>()
         + s.volumes.iter().map(String::len).sum::<usize>()
@@ -196,7 +199,9 @@ pub fn env_key(key: &str) -> Result {
     {
         return Err(ValidationError::new(
             field,
-            format!("name {key:?} is not of the form [A-Za-z_][A-Za-z0-9_]* (at most {MAX_ENV_KEY_LEN} bytes)"),
+            format!(
+                "name {key:?} is not of the form [A-Za-z_][A-Za-z0-9_]* (at most {MAX_ENV_KEY_LEN} bytes)"
+            ),
         ));
     }
     if RESERVED_ENV_KEYS.contains(&key) || key.starts_with(RESERVED_ENV_PREFIX) {
@@ -259,8 +264,12 @@ pub fn cpu_list(s: &str) -> Result<Vec<u32>> {
             Some((a, b)) => (a.trim(), b.trim()),
             None => (part, part),
         };
-        let lo: u32 = lo.parse().map_err(|_| bad("expected numbers like 0-3 or 1,3"))?;
-        let hi: u32 = hi.parse().map_err(|_| bad("expected numbers like 0-3 or 1,3"))?;
+        let lo: u32 = lo
+            .parse()
+            .map_err(|_| bad("expected numbers like 0-3 or 1,3"))?;
+        let hi: u32 = hi
+            .parse()
+            .map_err(|_| bad("expected numbers like 0-3 or 1,3"))?;
         if lo > hi {
             return Err(bad("a range runs backwards"));
         }
@@ -327,7 +336,8 @@ fn components(field: &str, whole: &str, rest: &str) -> Result {
 pub fn name(field: &str, n: &str) -> Result {
     let b = n.as_bytes();
     let ok = (1..=63).contains(&b.len())
-        && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_' || *c == b'-')
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || *c == b'_' || *c == b'-')
         && b[0].is_ascii_alphanumeric()
         && b[b.len() - 1].is_ascii_alphanumeric();
     if ok {
@@ -335,7 +345,9 @@ pub fn name(field: &str, n: &str) -> Result {
     } else {
         Err(ValidationError::new(
             field,
-            format!("{n:?} must be 1-63 letters, digits, '_' or '-', starting and ending with a letter or digit"),
+            format!(
+                "{n:?} must be 1-63 letters, digits, '_' or '-', starting and ending with a letter or digit"
+            ),
         ))
     }
 }

@@ -2,6 +2,7 @@
 //! error and never panics; valid messages survive a round trip; a corrupted valid frame is
 //! either refused or decodes to some valid message (never a panic, never an invalid JobId).
 
+use joblet_ipc_proto::MAX_FRAME_LEN;
 use joblet_ipc_proto::channel::logs::{FromPersistLogs, LogChunk, ToPersistLogs};
 use joblet_ipc_proto::channel::output::{FromPersistOutput, ToPersistOutput};
 use joblet_ipc_proto::channel::spawner::{FromSpawner, SpawnerRequest, ToSpawner};
@@ -9,7 +10,6 @@ use joblet_ipc_proto::channel::state::{FromState, ToState};
 use joblet_ipc_proto::codec::{decode, encode};
 use joblet_ipc_proto::handshake::{Hello, HelloReply};
 use joblet_ipc_proto::job::{EnvVar, JobId, JobSpec, LaunchSpec, Limits, Stream};
-use joblet_ipc_proto::MAX_FRAME_LEN;
 use proptest::prelude::*;
 
 /// Runs every decoder of every channel on `frame`.

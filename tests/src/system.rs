@@ -215,15 +215,7 @@ impl System {
         loop {
             let st = self.status(job);
             let s = st["status"].as_str().unwrap_or("").to_owned();
-            if [
-                "COMPLETED",
-                "FAILED",
-                "STOPPED",
-                "CANCELED",
-                "TIMEOUT",
-            ]
-            .contains(&s.as_str())
-            {
+            if ["COMPLETED", "FAILED", "STOPPED", "CANCELED", "TIMEOUT"].contains(&s.as_str()) {
                 return st;
             }
             assert!(

@@ -42,7 +42,11 @@ fn clients_are_refused_unless_their_certificate_and_role_allow() {
     let stranger = client_config(&sys, &cfg, "hacker", &our_issuer, "stranger");
     let out = sys.rnx_with(&stranger, &["job", "list"]);
     assert_eq!(out.code, 4, "unknown OU must be denied:\n{}", out.stderr);
-    assert!(out.stderr.to_lowercase().contains("permission denied"), "{}", out.stderr);
+    assert!(
+        out.stderr.to_lowercase().contains("permission denied"),
+        "{}",
+        out.stderr
+    );
 
     // A viewer lists and reads logs, but may not run a job.
     let job = sys.run_job(&["echo", "visible-to-viewers"]);
@@ -51,7 +55,10 @@ fn clients_are_refused_unless_their_certificate_and_role_allow() {
     assert!(list.ok(), "viewer list: {}", list.stderr);
     assert!(list.stdout.contains(&job.id));
     let log = sys.rnx_with(&sys.viewer, &["job", "log", &job.id]);
-    assert!(log.ok() && log.stdout.contains("visible-to-viewers"), "{log:?}");
+    assert!(
+        log.ok() && log.stdout.contains("visible-to-viewers"),
+        "{log:?}"
+    );
     let run = sys.rnx_with(&sys.viewer, &["job", "run", "true"]);
     assert_eq!(run.code, 4, "viewer RunJob: {}", run.stderr);
     let stop = sys.rnx_with(&sys.viewer, &["job", "delete", &job.id]);
@@ -75,7 +82,9 @@ fn clients_are_refused_unless_their_certificate_and_role_allow() {
         "no denied line for the unknown OU:\n{audit}"
     );
     assert!(
-        denied(&|v| text(v).contains("runjob") && text(v).contains("viewer") && text(v).contains("denied")),
+        denied(&|v| text(v).contains("runjob")
+            && text(v).contains("viewer")
+            && text(v).contains("denied")),
         "no denied RunJob line for the viewer:\n{audit}"
     );
     assert!(!audit.contains("BEGIN"), "no key material in the audit log");
@@ -111,7 +120,8 @@ fn client_config(
     let mut p = CertificateParams::new(Vec::<String>::new()).expect("params");
     p.distinguished_name = DistinguishedName::new();
     p.distinguished_name.push(DnType::CommonName, cn);
-    p.distinguished_name.push(DnType::OrganizationalUnitName, ou);
+    p.distinguished_name
+        .push(DnType::OrganizationalUnitName, ou);
     p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
     let cert = p.signed_by(&key, issuer).expect("sign");
     let ca = host::yaml_string(admin_cfg, &["nodes", "default", "ca"]).expect("ca");

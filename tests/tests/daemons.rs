@@ -34,10 +34,18 @@ fn helpers_other_than_the_spawner_are_unprivileged() {
                 "{name} {cap}"
             );
         }
-        assert_eq!(host::status_field(pid, "NoNewPrivs").as_deref(), Some("1"), "{name}");
+        assert_eq!(
+            host::status_field(pid, "NoNewPrivs").as_deref(),
+            Some("1"),
+            "{name}"
+        );
     }
     let spawner = sys.helper_pid("joblet-spawner").expect("spawner running");
-    assert!(host::status_field(spawner, "Uid").expect("Uid").starts_with('0'));
+    assert!(
+        host::status_field(spawner, "Uid")
+            .expect("Uid")
+            .starts_with('0')
+    );
     sys.stop();
 }
 

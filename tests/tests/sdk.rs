@@ -17,14 +17,19 @@ fn compat_dir() -> PathBuf {
 /// True if the SDK imports; in CI its absence is a failure, elsewhere a printed skip.
 fn sdk_available() -> bool {
     let ok = Command::new(python())
-        .args(["-c", "import joblet, grpc; from joblet.proto import joblet_pb2"])
+        .args([
+            "-c",
+            "import joblet, grpc; from joblet.proto import joblet_pb2",
+        ])
         .status()
         .is_ok_and(|s| s.success());
     if !ok {
         if std::env::var("CI").is_ok() {
             panic!("joblet-sdk-python is not installed (pip install joblet-sdk-python==2.5.2)");
         }
-        eprintln!("SKIPPED: joblet-sdk-python not installed (pip install joblet-sdk-python==2.5.2)");
+        eprintln!(
+            "SKIPPED: joblet-sdk-python not installed (pip install joblet-sdk-python==2.5.2)"
+        );
     }
     ok
 }
@@ -43,7 +48,11 @@ fn our_proto_matches_the_sdk_descriptor() {
         .output()
         .expect("run compare_descriptor.py");
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "descriptor differs:\n{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "descriptor differs:\n{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(text.contains(" 0 differences"), "{text}");
 }
 

@@ -1,6 +1,7 @@
 //! GetJobStatus and ListJobs.
 
 use joblet_api_proto::{GetJobStatusRequest, GetJobStatusResponse, Jobs};
+use joblet_ipc_proto::job::JobOutcome;
 use tonic::Status;
 
 use super::convert;
@@ -12,10 +13,10 @@ pub async fn get_job_status(
     app: &App,
     call: &mut Call,
     req: GetJobStatusRequest,
-) -> Result<GetJobStatusResponse, Status> {
+) -> Result<(GetJobStatusResponse, Option<JobOutcome>), Status> {
     let record = lookup::find(app, &req.uuid).await?;
     call.set_job(record.id.as_str());
-    Ok(convert::status_response(&record))
+    Ok((convert::status_response(&record), record.outcome.clone()))
 }
 
 pub async fn list_jobs(app: &App) -> Result<Jobs, Status> {

@@ -5,6 +5,8 @@ use std::sync::Arc;
 
 use joblet_api_proto::job_service_server::JobService;
 use joblet_api_proto::*;
+use joblet_ipc_proto::job::JobOutcome;
+use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status};
 
 use super::logs::LogStream;
@@ -45,7 +47,11 @@ impl JobService for JobApi {
     ) -> Result<Response<GetJobStatusResponse>, Status> {
         let mut call = self.app.gate.enter(&req, Rpc::GetJobStatus)?;
         let result = query::get_job_status(&self.app, &mut call, req.into_inner()).await;
-        call.finish(result.map(Response::new))
+        call.finish(result.map(|(status, end)| {
+            let mut response = Response::new(status);
+            end_headers(response.metadata_mut(), end.as_ref());
+            response
+        }))
     }
 
     async fn stop_job(
@@ -162,5 +168,36 @@ impl JobService for JobApi {
             Rpc::GetJobTelematics,
             NO_TELEMATICS,
         ))
+    }
+}
+
+/// Why a job ended, in response headers: the public proto has no field for it and must stay
+/// wire-compatible, so clients that know (our rnx) read `joblet-end-reason` (a code from
+/// `EndReason::code`), `joblet-end-signal` and `joblet-end-detail`; others ignore them.
+fn end_headers(md: &mut tonic::metadata::MetadataMap, end: Option<&JobOutcome>) {
+    let Some(end) = end else { return };
+    md.insert(
+        "joblet-end-reason",
+        MetadataValue::from_static(end.reason.code()),
+    );
+    if let Some(sig) = end.signal {
+        md.insert("joblet-end-signal", MetadataValue::from(sig));
+    }
+    let detail: String = end
+        .message
+        .chars()
+        .take(512)
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect();
+    if let Ok(v) = MetadataValue::try_from(detail.trim())
+        && !detail.trim().is_empty()
+    {
+        md.insert("joblet-end-detail", v);
     }
 }

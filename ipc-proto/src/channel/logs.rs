@@ -30,7 +30,10 @@ pub enum ToPersistLogs {
 pub enum FromPersistLogs {
     Chunk(LogChunk),
     /// End of this read. `complete` says the job's output is closed for good.
-    End { next_seq: u64, complete: bool },
+    End {
+        next_seq: u64,
+        complete: bool,
+    },
     Deleted,
     Error(RemoteError),
 }

@@ -15,7 +15,9 @@ use crate::job::{JobId, JobOutcome, JobRecord, JobState};
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum ToState {
     /// Store a new record; refused if the id exists.
-    Create { record: JobRecord },
+    Create {
+        record: JobRecord,
+    },
     /// Move a job to `to`, recording the time (start time when entering RUNNING, end time
     /// when entering a terminal state) and, for terminal states, the outcome.
     Transition {
@@ -24,14 +26,22 @@ pub enum ToState {
         at_ns: u64,
         outcome: Option<JobOutcome>,
     },
-    Get { job: JobId },
+    Get {
+        job: JobId,
+    },
     /// The one job whose id starts with `prefix` (at least 1 character); ambiguous or
     /// unknown prefixes are errors.
-    Resolve { prefix: String },
+    Resolve {
+        prefix: String,
+    },
     /// Records in id order after `after`, as many as fit in a frame.
-    List { after: Option<JobId> },
+    List {
+        after: Option<JobId>,
+    },
     /// Remove a record; refused unless the job is in a terminal state.
-    Delete { job: JobId },
+    Delete {
+        job: JobId,
+    },
 }
 
 // Messages are decoded once and moved, never kept in bulk: variant size does not matter.

@@ -59,7 +59,10 @@ pub async fn follow(conn: &Connection, submitted: &Submitted, json: bool) -> Res
             end_reason: end.reason.as_deref(),
         })?;
     } else {
-        let reason = end.reason.map(|r| format!(", {r}")).unwrap_or_default();
+        let reason = end
+            .reason
+            .map(|r| format!(", {}", super::status::describe_end_reason(&r)))
+            .unwrap_or_default();
         eprintln!(
             "Job {uuid} {} (exit code {}{reason})",
             status.status, status.exit_code

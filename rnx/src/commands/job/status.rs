@@ -15,6 +15,20 @@ use crate::output::{print_json, print_text, timefmt};
 pub const END_REASON_KEY: &str = "joblet-end-reason";
 pub const END_DETAIL_KEY: &str = "joblet-end-detail";
 
+/// Words for the server's end-reason codes; an unknown code is shown as it is.
+pub fn describe_end_reason(code: &str) -> &str {
+    match code {
+        "exited" => "exited",
+        "signaled" => "killed by a signal",
+        "oom_killed" => "out of memory (OOM killed)",
+        "stopped" => "stopped",
+        "timeout" => "timeout",
+        "launch_failed" => "failed to start",
+        "lost" => "lost (its process was gone after a restart)",
+        other => other,
+    }
+}
+
 /// Why a job ended, when the server says.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EndInfo {
@@ -107,7 +121,7 @@ pub fn render(s: &GetJobStatusResponse, end: &EndInfo, now: OffsetDateTime) -> S
     if is_terminal(&s.status) {
         let mut result = vec![format!("Exit Code: {}", s.exit_code)];
         if let Some(reason) = &end.reason {
-            result.push(format!("End Reason: {reason}"));
+            result.push(format!("End Reason: {}", describe_end_reason(reason)));
         }
         if let Some(detail) = &end.detail {
             result.push(format!("Detail: {detail}"));

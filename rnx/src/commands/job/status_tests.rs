@@ -141,6 +141,15 @@ fn end_reason_comes_from_response_metadata() {
 }
 
 #[test]
+fn end_reason_codes_are_described_for_people() {
+    assert_eq!(
+        describe_end_reason("oom_killed"),
+        "out of memory (OOM killed)"
+    );
+    assert_eq!(describe_end_reason("something-new"), "something-new");
+}
+
+#[test]
 fn terminal_states() {
     for s in ["COMPLETED", "FAILED", "STOPPED", "CANCELED", "TIMEOUT"] {
         assert!(is_terminal(s), "{s}");

@@ -116,7 +116,15 @@ fn build_dev(root: BorrowedFd<'_>) -> StepResult {
     )
 }
 
+/// Where the writable space is staged inside the root while its three views are cloned.
+const STAGING: &str = ".writable";
+
 /// One tmpfs of the job's disk size, shown at /work (the job's), /tmp and /dev/shm (1777).
+///
+/// Kernels before 6.15 refuse `open_tree(OPEN_TREE_CLONE)` on a mount that is not attached
+/// to a namespace (EINVAL on Debian 12's 6.1), so the new tmpfs is attached at a hidden
+/// staging point first, the views are cloned from there, and the staging mount is detached
+/// again before the root becomes read-only.
 fn build_writable(root: BorrowedFd<'_>, plan: &LaunchPlan) -> StepResult {
     let size = cstr(&format!("{}m", plan.disk_mb))?;
     let fs = sys::new_fs(
@@ -125,6 +133,13 @@ fn build_writable(root: BorrowedFd<'_>, plan: &LaunchPlan) -> StepResult {
         NOSUID | NODEV,
     )
     .at(|| format!("create the {} MiB writable space", plan.disk_mb))?;
+    attach(
+        &fs,
+        &ensure_dir(root, Path::new(STAGING))?,
+        "the writable space",
+    )?;
+    // Opened again: the earlier fd names the directory underneath the new mount.
+    let staged = ensure_dir(root, Path::new(STAGING))?;
     let places: [(&CStr, &str, u32, u64); 3] = [
         (c"work", "work", 0o755, NOSUID | NODEV),
         (c"tmp", "tmp", 0o1777, NOSUID | NODEV),
@@ -132,11 +147,11 @@ fn build_writable(root: BorrowedFd<'_>, plan: &LaunchPlan) -> StepResult {
     ];
     for (sub, _, mode, _) in places {
         let m = Mode::from_bits_truncate(mode);
-        nix::sys::stat::mkdirat(fs.as_fd(), sub, m)
+        nix::sys::stat::mkdirat(staged.as_fd(), sub, m)
             .at(|| format!("create /{}", sub.to_string_lossy()))?;
         // Explicitly: mkdirat applies the umask.
         nix::sys::stat::fchmodat(
-            fs.as_fd(),
+            staged.as_fd(),
             sub,
             m,
             nix::sys::stat::FchmodatFlags::FollowSymlink,
@@ -144,7 +159,7 @@ fn build_writable(root: BorrowedFd<'_>, plan: &LaunchPlan) -> StepResult {
         .at(|| format!("set the mode of /{}", sub.to_string_lossy()))?;
     }
     nix::unistd::fchownat(
-        fs.as_fd(),
+        staged.as_fd(),
         c"work",
         Some(Uid::from_raw(plan.uid)),
         Some(Gid::from_raw(plan.gid)),
@@ -152,8 +167,8 @@ fn build_writable(root: BorrowedFd<'_>, plan: &LaunchPlan) -> StepResult {
     )
     .at(|| "give /work to the job user")?;
     for (sub, target, _, attrs) in places {
-        let tree =
-            sys::open_tree_clone(Some(fs.as_fd()), sub, false).at(|| format!("clone /{target}"))?;
+        let tree = sys::open_tree_clone(Some(staged.as_fd()), sub, false)
+            .at(|| format!("clone /{target}"))?;
         sys::mount_setattr(tree.as_fd(), attrs, false).at(|| format!("restrict /{target}"))?;
         attach(
             &tree,
@@ -161,7 +176,11 @@ fn build_writable(root: BorrowedFd<'_>, plan: &LaunchPlan) -> StepResult {
             &format!("/{target}"),
         )?;
     }
-    Ok(())
+    drop(staged);
+    let staging = plan.dir.root_mountpoint().join(STAGING);
+    nix::mount::umount2(&staging, MntFlags::MNT_DETACH).at(|| "detach the staging mount")?;
+    nix::unistd::unlinkat(root, STAGING, nix::unistd::UnlinkatFlags::RemoveDir)
+        .at(|| "remove the staging directory")
 }
 
 /// The generated /etc files: accounts for root, nobody and the job user, the job's name.

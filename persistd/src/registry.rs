@@ -1,0 +1,167 @@
+//! The jobs persistd knows, and the rules for attaching and deleting them.
+//!
+//! One lock guards the map and every decision that depends on it (attach, delete, who is told
+//! `Drained`), so those never interleave half way. It is a std mutex held only for map
+//! operations and a few metadata syscalls (mkdir/open of a new job, one rename on delete),
+//! never across an await.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use joblet_ipc_proto::job::JobId;
+use tokio::sync::{mpsc, watch};
+use tracing::{error, info, warn};
+
+use crate::store::{JobLog, LogWriter, Store, StoreError, TakeWriter};
+
+/// Where a pump reports that a job's output is drained: the output connection that attached
+/// it last. Unbounded because it holds at most one job id per attached job.
+pub type DrainedTo = mpsc::UnboundedSender<JobId>;
+
+pub struct Registry {
+    store: Store,
+    jobs: Mutex<HashMap<JobId, Entry>>,
+    /// Bumped whenever a job is added, for readers waiting for a job to appear.
+    added: watch::Sender<u64>,
+}
+
+struct Entry {
+    log: Arc<JobLog>,
+    drained_to: Option<DrainedTo>,
+}
+
+/// What to do with a job's pipes that just arrived.
+pub enum Attach {
+    /// Read them with this writer.
+    Start(LogWriter),
+    /// They are read already; close the new copies.
+    AlreadyReading,
+    /// The output is complete; close them and report `Drained`.
+    Complete,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeleteError {
+    #[error("no output is stored for job {0}")]
+    NotFound(JobId),
+    #[error(
+        "the output of job {0} is still open (its pipes are being read); delete it after the job ended"
+    )]
+    StillOpen(JobId),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl Registry {
+    /// Opens the store and every job in it, repairing what a crash left. Blocking.
+    pub fn open(data_dir: &Path) -> Result<Registry, StoreError> {
+        let store = Store::open(data_dir)?;
+        let scan = store.open_all()?;
+        for path in &scan.foreign {
+            warn!(path = %path.display(), "ignoring an entry of the jobs directory that is not a job id");
+        }
+        for e in &scan.failed {
+            error!(error = %e, "cannot open a job's stored output; it is not served until the next start");
+        }
+        let mut jobs = HashMap::new();
+        for opened in scan.opened {
+            let job = opened.log.id().clone();
+            if opened.report.repaired() {
+                info!(%job, dropped_index_bytes = opened.report.dropped_index_bytes,
+                    tail_records = opened.report.tail_records,
+                    "repaired the job's index after an unclean stop");
+            }
+            jobs.insert(
+                job,
+                Entry {
+                    log: opened.log,
+                    drained_to: None,
+                },
+            );
+        }
+        info!(jobs = jobs.len(), data_dir = %data_dir.display(), "log store open");
+        Ok(Registry {
+            store,
+            jobs: Mutex::new(jobs),
+            added: watch::Sender::new(0),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<JobId, Entry>> {
+        // Entries are inserted and removed whole; a panic elsewhere cannot leave one torn.
+        self.jobs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn get(&self, job: &JobId) -> Option<Arc<JobLog>> {
+        self.lock().get(job).map(|e| e.log.clone())
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Waits until `job` is known (attached for the first time, if it is new).
+    pub async fn wait_for(&self, job: &JobId) -> Arc<JobLog> {
+        let mut added = self.added.subscribe();
+        loop {
+            if let Some(log) = self.get(job) {
+                return log;
+            }
+            // The sender lives as long as `self`, so this cannot fail while we wait.
+            let _ = added.changed().await;
+        }
+    }
+
+    /// Decides what to do with pipes handed over for `job`; `drained_to` is told when the
+    /// output is drained, unless a later attach replaces it.
+    pub fn attach(&self, job: &JobId, drained_to: DrainedTo) -> Result<Attach, StoreError> {
+        let mut jobs = self.lock();
+        let entry = match jobs.get_mut(job) {
+            Some(e) => e,
+            None => {
+                let opened = self.store.open_job(job)?;
+                self.added.send_modify(|n| *n += 1);
+                jobs.entry(job.clone()).or_insert(Entry {
+                    log: opened.log,
+                    drained_to: None,
+                })
+            }
+        };
+        let verdict = match entry.log.take_writer() {
+            TakeWriter::Writer(w) => Attach::Start(w),
+            TakeWriter::Busy => Attach::AlreadyReading,
+            TakeWriter::Complete => return Ok(Attach::Complete),
+        };
+        entry.drained_to = Some(drained_to);
+        Ok(verdict)
+    }
+
+    /// Called by a pump once the job's output is complete: tells the last attacher.
+    pub fn drained(&self, job: &JobId) {
+        let to = self.lock().get_mut(job).and_then(|e| e.drained_to.take());
+        if let Some(to) = to {
+            // A closed connection is fine: the spawner re-attaches and hears it then.
+            let _ = to.send(job.clone());
+        }
+    }
+
+    /// Removes the job from the map and moves its directory to the trash; the caller purges
+    /// the returned path.
+    pub fn delete(&self, job: &JobId) -> Result<PathBuf, DeleteError> {
+        let mut jobs = self.lock();
+        let entry = jobs
+            .get(job)
+            .ok_or_else(|| DeleteError::NotFound(job.clone()))?;
+        if entry.log.is_attached() {
+            return Err(DeleteError::StillOpen(job.clone()));
+        }
+        let trashed = self.store.trash_job(&entry.log)?;
+        jobs.remove(job);
+        Ok(trashed)
+    }
+}

@@ -99,7 +99,9 @@ fn init_logging(logging: &Logging) -> anyhow::Result<()> {
         .with_context(|| format!("log level {:?}", logging.level))?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // Colour codes only on a terminal: under the supervisor stderr is a log file.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let result = match logging.format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.try_init(),

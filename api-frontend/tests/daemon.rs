@@ -60,6 +60,7 @@ fn settings(dir: &std::path::Path, pki: &Pki, tcp_fd: i32) -> FrontendSettings {
         max_upload_bytes: 0,
         max_concurrent_jobs: 0,
         default_timeout_ms: 0,
+        system_interval_ms: 10_000,
     }
 }
 

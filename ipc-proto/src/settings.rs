@@ -22,6 +22,8 @@ pub enum Listen {
     Ipc { channel: Channel, fd: RawFd },
     /// The public TCP socket (frontend only).
     Tcp { fd: RawFd },
+    /// The plain-HTTP Prometheus socket at `monitoring.bind_address` (frontend only).
+    Metrics { fd: RawFd },
 }
 
 /// How a helper logs.
@@ -45,13 +47,39 @@ pub enum CgroupMode {
     V2,
 }
 
+/// Whether a security layer must be present on this host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Enforcement {
+    /// Refuse to start, naming the missing kernel feature, if it is unavailable.
+    Required,
+    /// Use it where the kernel has it; log a warning where it does not.
+    BestEffort,
+    /// Do not use it.
+    Off,
+}
+
+/// User namespaces for jobs: each running job gets its own range of host ids, so root
+/// inside a job is an unprivileged, unshared uid on the host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserNamespaces {
+    pub enabled: bool,
+    /// First host uid (and gid) of the ranges given to jobs.
+    pub host_base: u32,
+    /// Ids per job (65536 maps the whole 16-bit space).
+    pub range: u32,
+    /// How many ranges exist: at most this many jobs hold one at once.
+    pub slots: u32,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SpawnerSettings {
     pub logging: Logging,
     pub listen: Vec<Listen>,
     /// Uid of the frontend: the only peer allowed on the spawner channel.
     pub api_uid: u32,
-    /// persistd's output socket, where job pipes are handed over.
+    /// persistd's output socket, where job pipes are handed over. Only root can create or
+    /// replace it (it lives in the root-owned 0750 run directory); its peer credentials would
+    /// name the supervisor, which listens on behalf of persistd, so they are not checked.
     pub output_socket: PathBuf,
     /// Root-only directory for the spawner's per-job records (survives a spawner restart).
     pub state_dir: PathBuf,
@@ -71,6 +99,8 @@ pub struct SpawnerSettings {
     pub default_disk_mb: u64,
     /// Grace period between SIGTERM and kill when stopping, if the request gives none.
     pub stop_grace_ms: u32,
+    pub userns: UserNamespaces,
+    pub landlock: Enforcement,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,6 +113,8 @@ pub struct PersistdSettings {
     pub spawner_uid: u32,
     /// Allowed peer on the logs channel.
     pub api_uid: u32,
+    /// How often each running job's cgroup is sampled for metrics.
+    pub metrics_interval_ms: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -129,6 +161,8 @@ pub struct FrontendSettings {
     pub max_concurrent_jobs: u32,
     /// `joblet.jobTimeout` in ms; 0 = none.
     pub default_timeout_ms: u64,
+    /// `monitoring.system_interval`: default period of StreamSystemMetrics.
+    pub system_interval_ms: u32,
 }
 
 impl std::fmt::Debug for FrontendSettings {
@@ -174,6 +208,14 @@ pub fn ipc_listener(listen: &[Listen], channel: Channel) -> Option<RawFd> {
 pub fn tcp_listener(listen: &[Listen]) -> Option<RawFd> {
     listen.iter().find_map(|l| match l {
         Listen::Tcp { fd } => Some(*fd),
+        _ => None,
+    })
+}
+
+/// Finds the fd of the Prometheus listener, if one is configured.
+pub fn metrics_listener(listen: &[Listen]) -> Option<RawFd> {
+    listen.iter().find_map(|l| match l {
+        Listen::Metrics { fd } => Some(*fd),
         _ => None,
     })
 }

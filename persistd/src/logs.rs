@@ -54,6 +54,14 @@ pub async fn serve_conn(registry: Arc<Registry>, conn: Conn) {
                     return;
                 }
             }
+            ToPersistLogs::Metrics { .. } => {
+                let reply = FromPersistLogs::Error(RemoteError::precondition(
+                    "job metrics are not collected yet",
+                ));
+                if sender.send(&reply, &[]).await.is_err() {
+                    return;
+                }
+            }
         }
     }
 }

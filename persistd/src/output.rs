@@ -55,7 +55,14 @@ async fn on_request(
     drained_to: &DrainedTo,
     req: Received<ToPersistOutput>,
 ) -> Result<(), String> {
-    let ToPersistOutput::Attach { job, started_ns } = req.msg;
+    let (job, started_ns) = match req.msg {
+        ToPersistOutput::Attach { job, started_ns } => (job, started_ns),
+        ToPersistOutput::Watch { job, .. } => {
+            // Metric sampling is not implemented yet: the directory fds close on drop.
+            debug!(%job, "cgroup directories offered; metrics are not collected yet");
+            return Ok(());
+        }
+    };
     let [stdout, stderr]: [OwnedFd; 2] = req
         .fds
         .try_into()

@@ -83,6 +83,7 @@ impl Setup {
             data_dir: data.clone(),
             spawner_uid: me(),
             api_uid: me(),
+            metrics_interval_ms: 5000,
         };
         let settings_path = dir.path().join("settings.bin");
         File::create(&settings_path)

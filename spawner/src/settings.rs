@@ -158,7 +158,7 @@ pub fn prepare_state_dir(dir: &Path) -> Result<PathBuf, SettingsError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use joblet_ipc_proto::settings::{CgroupMode, LogFormat, Logging};
+    use joblet_ipc_proto::settings::{CgroupMode, Enforcement, LogFormat, Logging, UserNamespaces};
 
     fn good() -> SpawnerSettings {
         SpawnerSettings {
@@ -179,6 +179,13 @@ mod tests {
             default_pids_max: 512,
             default_disk_mb: 64,
             stop_grace_ms: 5000,
+            userns: UserNamespaces {
+                enabled: false,
+                host_base: 0,
+                range: 0,
+                slots: 0,
+            },
+            landlock: Enforcement::Off,
         }
     }
 

@@ -18,7 +18,9 @@ pub fn init(logging: &Logging) -> Result<(), LoggingError> {
     })?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // Colour codes only on a terminal: under the supervisor stderr is a log file.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let installed = match logging.format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),

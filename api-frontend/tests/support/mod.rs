@@ -222,5 +222,6 @@ fn settings(dir: &Path, server: &Credentials, ca_pem: &str) -> FrontendSettings 
         max_upload_bytes: 1 << 20,
         max_concurrent_jobs: 0,
         default_timeout_ms: 0,
+        system_interval_ms: 10_000,
     }
 }

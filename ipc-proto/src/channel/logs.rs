@@ -1,4 +1,4 @@
-//! api-frontend → persistd: read and delete stored output.
+//! api-frontend → persistd: read and delete stored output, read metric samples.
 //!
 //! Every chunk has a sequence number, assigned once when persistd stores it. A reader asks
 //! from a sequence number and gets history followed by live chunks from one ordered source,
@@ -21,14 +21,24 @@ pub enum ToPersistLogs {
         from_seq: u64,
         follow: bool,
     },
-    Delete {
+    /// Deletes the job's output and metrics.
+    Delete { job: JobId },
+    /// The job's metric samples with `from_ns <= at_ns <= to_ns` (0 = open), at most `limit`
+    /// (0 = all), in time order, then `End`; with `follow`, new samples as they are taken
+    /// until the job's output is complete.
+    Metrics {
         job: JobId,
+        from_ns: u64,
+        to_ns: u64,
+        limit: u32,
+        follow: bool,
     },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum FromPersistLogs {
     Chunk(LogChunk),
+    Metric(MetricSample),
     /// End of this read. `complete` says the job's output is closed for good.
     End {
         next_seq: u64,
@@ -45,6 +55,25 @@ pub struct LogChunk {
     pub at_ns: u64,
     #[serde(with = "serde_bytes")]
     pub data: Vec<u8>,
+}
+
+/// One sample of a job's cgroup.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricSample {
+    pub at_ns: u64,
+    /// CPU time used since the job started, nanoseconds.
+    pub cpu_usage_ns: u64,
+    /// CPU use over the last interval, in percent of one core.
+    pub cpu_percent: f64,
+    pub memory_bytes: u64,
+    /// 0 = no limit.
+    pub memory_limit: u64,
+    /// Since the job started.
+    pub io_read_bytes: u64,
+    pub io_write_bytes: u64,
+    pub pids: u64,
+    pub net_rx_bytes: u64,
+    pub net_tx_bytes: u64,
 }
 
 impl std::fmt::Debug for LogChunk {
@@ -64,6 +93,7 @@ impl Message for ToPersistLogs {
         match self {
             ToPersistLogs::Read { .. } => "Read",
             ToPersistLogs::Delete { .. } => "Delete",
+            ToPersistLogs::Metrics { .. } => "Metrics",
         }
     }
 }
@@ -72,6 +102,7 @@ impl Message for FromPersistLogs {
     fn name(&self) -> &'static str {
         match self {
             FromPersistLogs::Chunk(_) => "Chunk",
+            FromPersistLogs::Metric(_) => "Metric",
             FromPersistLogs::End { .. } => "End",
             FromPersistLogs::Deleted => "Deleted",
             FromPersistLogs::Error(_) => "Error",

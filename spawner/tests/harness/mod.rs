@@ -22,7 +22,9 @@ use joblet_ipc_proto::channel::spawner::{
 };
 use joblet_ipc_proto::handshake::Hello;
 use joblet_ipc_proto::job::{JobId, JobOutcome, JobSpec, LaunchSpec};
-use joblet_ipc_proto::settings::{Listen, LogFormat, Logging, SpawnerSettings};
+use joblet_ipc_proto::settings::{
+    Enforcement, Listen, LogFormat, Logging, SpawnerSettings, UserNamespaces,
+};
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
@@ -260,6 +262,13 @@ impl Harness {
             default_pids_max: 256,
             default_disk_mb: 16,
             stop_grace_ms: 500,
+            userns: UserNamespaces {
+                enabled: false,
+                host_base: 0,
+                range: 0,
+                slots: 0,
+            },
+            landlock: Enforcement::Off,
         };
         tweak(&mut settings);
         let mut h = Harness {

@@ -145,12 +145,13 @@ fn describe_listener(l: &Listen) -> Result<String, String> {
     let (name, fd) = match l {
         Listen::Ipc { channel, fd } => (channel.to_string(), *fd),
         Listen::Tcp { fd } => ("tcp".to_string(), *fd),
+        Listen::Metrics { fd } => ("metrics".to_string(), *fd),
     };
     let owned = inherit::take(fd).map_err(|e| e.to_string())?;
     let kind = getsockopt(&owned.as_fd(), sockopt::SockType).map_err(|e| e.to_string())?;
     let accepting = getsockopt(&owned.as_fd(), sockopt::AcceptConn).map_err(|e| e.to_string())?;
     // Kept open for the helper's life, as a real helper would.
-    let addr = if matches!(l, Listen::Tcp { .. }) {
+    let addr = if matches!(l, Listen::Tcp { .. } | Listen::Metrics { .. }) {
         let l = std::mem::ManuallyDrop::new(std::net::TcpListener::from(owned));
         l.local_addr().map_err(|e| e.to_string())?.to_string()
     } else {

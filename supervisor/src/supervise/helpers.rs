@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use joblet_ipc_proto::Channel;
 use joblet_ipc_proto::settings::{
-    CgroupMode, DefaultLimits, FrontendSettings, Listen, Logging, PersistdSettings,
-    SpawnerSettings, StatedSettings,
+    CgroupMode, DefaultLimits, Enforcement, FrontendSettings, Listen, Logging, PersistdSettings,
+    SpawnerSettings, StatedSettings, UserNamespaces,
 };
 
 use crate::config::Config;
@@ -174,6 +174,7 @@ impl Host<'_> {
                 data_dir: c.paths.logs_dir.clone(),
                 spawner_uid: 0,
                 api_uid: self.ids.api,
+                metrics_interval_ms: 5000,
             }),
             HelperKind::Spawner => postcard::to_allocvec(&SpawnerSettings {
                 logging: self.logging(),
@@ -190,6 +191,13 @@ impl Host<'_> {
                 default_pids_max: c.jobs.pids_max,
                 default_disk_mb: c.jobs.disk_mb,
                 stop_grace_ms,
+                userns: UserNamespaces {
+                    enabled: false,
+                    host_base: 0,
+                    range: 0,
+                    slots: 0,
+                },
+                landlock: Enforcement::Off,
             }),
             HelperKind::Api => postcard::to_allocvec(&FrontendSettings {
                 logging: self.logging(),
@@ -215,6 +223,7 @@ impl Host<'_> {
                 max_upload_bytes: c.max_upload_bytes,
                 max_concurrent_jobs: c.jobs.max_concurrent_jobs,
                 default_timeout_ms: u64::try_from(c.jobs.timeout.as_millis()).unwrap_or(u64::MAX),
+                system_interval_ms: 10_000,
             }),
         }
     }

@@ -7,5 +7,6 @@ pub mod config;
 pub mod host;
 pub mod identity;
 pub mod init;
+pub mod job_ids;
 pub mod logging;
 pub mod supervise;

@@ -5,9 +5,10 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use joblet_supervisor::config::{self, DEFAULT_CONFIG_PATH};
+use joblet_supervisor::host::landlock;
 use joblet_supervisor::identity::Identities;
 use joblet_supervisor::init::{self, InitOptions};
-use joblet_supervisor::{logging, supervise};
+use joblet_supervisor::{job_ids, logging, supervise};
 
 /// Joblet's supervisor: starts, watches and stops the Joblet helpers.
 #[derive(Parser)]
@@ -103,13 +104,19 @@ fn run_check(path: &std::path::Path) -> anyhow::Result<()> {
         eprintln!("warning: {w}");
     }
     let c = &loaded.config;
-    Identities::resolve(&c.users, c.job_user)
+    let ids = Identities::resolve(&c.users, c.job_user)
         .with_context(|| format!("config {}", path.display()))?;
+    let mut host_warnings = job_ids::check_host(&c.security.userns, &ids)
+        .with_context(|| format!("config {}", path.display()))?;
+    host_warnings.extend(landlock::check(c.security.landlock, &landlock::probe())?);
+    for w in &host_warnings {
+        eprintln!("warning: {w}");
+    }
+    let count = loaded.warnings.len() + host_warnings.len();
     println!(
-        "{}: valid ({} warning{}); listens on {}:{}, run directory {}",
+        "{}: valid ({count} warning{}); listens on {}:{}, run directory {}",
         path.display(),
-        loaded.warnings.len(),
-        if loaded.warnings.len() == 1 { "" } else { "s" },
+        if count == 1 { "" } else { "s" },
         c.server.address,
         c.server.port,
         c.paths.run_dir.display()

@@ -10,6 +10,8 @@ use std::process::Command;
 use std::sync::Arc;
 
 use common::JOBLET;
+use joblet_ipc_proto::settings::{Enforcement, UserNamespaces};
+use joblet_supervisor::config;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use x509_parser::extensions::GeneralName;
 use x509_parser::oid_registry;
@@ -194,8 +196,36 @@ fn writes_private_files_whose_certificates_chain_to_the_ca() {
             .iter()
             .any(|m| m == Path::new("/etc/alternatives"))
     );
-    joblet_supervisor::identity::Identities::resolve(&c.users, c.job_user)
+    let ids = joblet_supervisor::identity::Identities::resolve(&c.users, c.job_user)
         .expect("helper ids are usable on this host");
+    // Jobs confined by default, with a span this host leaves free; no metrics endpoint, so
+    // several development instances can run side by side.
+    assert_eq!(
+        c.security.userns,
+        UserNamespaces {
+            enabled: true,
+            host_base: config::DEFAULT_USERNS_HOST_BASE,
+            range: config::DEFAULT_USERNS_RANGE,
+            slots: config::DEFAULT_USERNS_SLOTS,
+        }
+    );
+    assert_eq!(c.security.landlock, Enforcement::BestEffort);
+    joblet_supervisor::job_ids::check_host(&c.security.userns, &ids)
+        .expect("the default job id span is free on this host");
+    assert_eq!(
+        c.monitoring.system_interval,
+        config::DEFAULT_SYSTEM_INTERVAL
+    );
+    assert_eq!(
+        c.monitoring.job_metrics_interval,
+        config::DEFAULT_JOB_METRICS_INTERVAL
+    );
+    assert_eq!(c.monitoring.metrics_address, None);
+    let text = std::fs::read_to_string(config_dir.join("joblet-config.yml")).unwrap();
+    assert!(
+        text.contains("\n  # bind_address: \"127.0.0.1:9090\"\n"),
+        "{text}"
+    );
 
     let v = verifiers(&c.tls.ca_cert_pem);
     let now = UnixTime::now();

@@ -10,7 +10,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{HELPERS, Instance, alive, ppid, replace_once, skip_unless_root, wait_for};
+use common::{HELPERS, Instance, SOCKETS, alive, ppid, replace_once, skip_unless_root, wait_for};
 use nix::sys::signal::Signal;
 use nix::sys::socket::{AddressFamily, SockFlag, SockType, UnixAddr, connect, socket};
 
@@ -33,13 +33,6 @@ fn connects(path: &Path) -> bool {
 fn uid_of(report: &BTreeMap<String, String>) -> u32 {
     report["Uid"].split(' ').next().unwrap().parse().unwrap()
 }
-
-const SOCKETS: [&str; 4] = [
-    "spawner.sock",
-    "persistd-output.sock",
-    "persistd.sock",
-    "stated.sock",
-];
 
 #[test]
 fn helpers_start_with_their_identity_fds_and_sockets_then_stop_in_order() {

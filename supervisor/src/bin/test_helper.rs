@@ -113,6 +113,7 @@ fn decode(role: &str, fd: OwnedFd, report: &mut String) -> Result<(PathBuf, Vec<
             let s: PersistdSettings = settings::read_from_fd(fd).map_err(e)?;
             let _ = writeln!(report, "api_uid={}", s.api_uid);
             let _ = writeln!(report, "spawner_uid={}", s.spawner_uid);
+            let _ = writeln!(report, "metrics_interval_ms={}", s.metrics_interval_ms);
             (s.data_dir, s.listen)
         }
         "joblet-spawner" => {
@@ -121,12 +122,20 @@ fn decode(role: &str, fd: OwnedFd, report: &mut String) -> Result<(PathBuf, Vec<
             let _ = writeln!(report, "cgroup_mode={:?}", s.cgroup_mode);
             let _ = writeln!(report, "cgroup_base={}", s.cgroup_base);
             let _ = writeln!(report, "output_socket={}", s.output_socket.display());
+            let u = &s.userns;
+            let _ = writeln!(
+                report,
+                "userns={},{},{},{}",
+                u.enabled, u.host_base, u.range, u.slots
+            );
+            let _ = writeln!(report, "landlock={:?}", s.landlock);
             (s.state_dir, s.listen)
         }
         "joblet-api" => {
             let s: FrontendSettings = settings::read_from_fd(fd).map_err(e)?;
             let _ = writeln!(report, "address={}", s.address);
             let _ = writeln!(report, "audit_log={}", s.audit_log.display());
+            let _ = writeln!(report, "system_interval_ms={}", s.system_interval_ms);
             let _ = writeln!(
                 report,
                 "key_is_pem={}",
@@ -140,7 +149,8 @@ fn decode(role: &str, fd: OwnedFd, report: &mut String) -> Result<(PathBuf, Vec<
     Ok(out)
 }
 
-/// `listen.<fd>=<channel>,<type>,<listening>` or `listen.<fd>=tcp,<address>,<listening>`.
+/// `listen.<fd>=<name>,<type>,<listening>,<address>`; the name is the channel, `tcp` or
+/// `metrics`.
 fn describe_listener(l: &Listen) -> Result<String, String> {
     let (name, fd) = match l {
         Listen::Ipc { channel, fd } => (channel.to_string(), *fd),

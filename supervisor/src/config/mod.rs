@@ -7,7 +7,9 @@
 pub mod duration;
 pub mod keys;
 mod layout;
+mod monitoring;
 pub mod raw;
+mod security;
 mod validate;
 
 use std::fmt;
@@ -15,8 +17,12 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use joblet_ipc_proto::settings::LogFormat;
+use joblet_ipc_proto::settings::{Enforcement, LogFormat, UserNamespaces};
 
+pub use monitoring::{DEFAULT_JOB_METRICS_INTERVAL, DEFAULT_SYSTEM_INTERVAL};
+pub use security::{
+    DEFAULT_USERNS_HOST_BASE, DEFAULT_USERNS_RANGE, DEFAULT_USERNS_SLOTS, userns_span,
+};
 pub use validate::{DEFAULT_ALLOWED_MOUNTS, DEFAULT_CONFIG_PATH};
 
 /// The biggest config file we read; a real one is a few KiB.
@@ -71,6 +77,45 @@ pub struct Config {
     pub stop_timeout: Duration,
     /// Largest total upload per job, bytes (`grpc.maxRecvMsgSize`).
     pub max_upload_bytes: u64,
+    pub security: SecurityConfig,
+    pub monitoring: MonitoringConfig,
+}
+
+/// How jobs are confined beyond namespaces and cgroups (`security.userNamespace`,
+/// `security.landlock`); seccomp is always on and has no key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecurityConfig {
+    /// Handed to the spawner as is.
+    pub userns: UserNamespaces,
+    pub landlock: Enforcement,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MonitoringConfig {
+    /// Default period of StreamSystemMetrics (`monitoring.system_interval`).
+    pub system_interval: Duration,
+    /// How often persistd samples each running job's cgroup (`monitoring.job_metrics_interval`).
+    pub job_metrics_interval: Duration,
+    /// Where the frontend serves Prometheus metrics (`monitoring.bind_address`); `None` = off.
+    pub metrics_address: Option<ListenAddress>,
+}
+
+/// A `HOST:PORT` to listen on; port 0 picks any free port (tests), which is then logged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenAddress {
+    /// A host name or an IP address, without brackets.
+    pub host: String,
+    pub port: u16,
+}
+
+impl fmt::Display for ListenAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

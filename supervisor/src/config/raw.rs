@@ -54,6 +54,20 @@ pub struct RawSecurity {
     pub server_key: Option<String>,
     #[serde(rename = "caCert")]
     pub ca_cert: Option<String>,
+    #[serde(rename = "userNamespace")]
+    pub user_namespace: RawUserNamespace,
+    pub landlock: Option<Scalar>,
+}
+
+/// `security.userNamespace` (joblet-rs).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawUserNamespace {
+    pub enabled: Option<bool>,
+    #[serde(rename = "hostBase")]
+    pub host_base: Option<u32>,
+    pub range: Option<u32>,
+    pub slots: Option<u32>,
 }
 
 impl fmt::Debug for RawSecurity {
@@ -66,6 +80,8 @@ impl fmt::Debug for RawSecurity {
                 &self.server_key.as_ref().map(|_| "<redacted>"),
             )
             .field("ca_cert", &self.ca_cert.as_ref().map(|_| "<pem>"))
+            .field("user_namespace", &self.user_namespace)
+            .field("landlock", &self.landlock)
             .finish()
     }
 }
@@ -137,6 +153,8 @@ pub struct RawLogging {
 #[serde(default)]
 pub struct RawMonitoring {
     pub system_interval: Option<GoDuration>,
+    /// joblet-rs: how often persistd samples each running job's cgroup.
+    pub job_metrics_interval: Option<GoDuration>,
     pub bind_address: Option<String>,
 }
 
@@ -199,8 +217,8 @@ pub struct RawAudit {
     pub path: Option<PathBuf>,
 }
 
-/// A scalar written either as a string or as a number (`version: 3.0`, `api: 64701`), kept as
-/// its text.
+/// A scalar written as a string, a number or a boolean (`version: 3.0`, `api: 64701`,
+/// `landlock: off`, which YAML 1.1 readers take for `false`), kept as its text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Scalar(pub String);
 
@@ -210,7 +228,7 @@ impl<'de> serde::Deserialize<'de> for Scalar {
         impl Visitor<'_> for V {
             type Value = Scalar;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string or a number")
+                f.write_str("a string, a number or a boolean")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Scalar, E> {
                 Ok(Scalar(v.to_owned()))
@@ -222,6 +240,9 @@ impl<'de> serde::Deserialize<'de> for Scalar {
                 Ok(Scalar(v.to_string()))
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<Scalar, E> {
+                Ok(Scalar(v.to_string()))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Scalar, E> {
                 Ok(Scalar(v.to_string()))
             }
         }

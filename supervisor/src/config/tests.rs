@@ -5,6 +5,8 @@ use joblet_ipc_proto::settings::LogFormat;
 
 use super::*;
 
+mod settings;
+
 const PEMS: &str = r#"
 security:
   serverCert: |
@@ -380,7 +382,9 @@ fn runtime_config_beside_the_main_file_overrides_the_runtime_section() {
 #[test]
 fn the_packaged_config_is_exactly_the_defaults() {
     let packaged = include_str!("../../../packaging/config/joblet-config.yml");
-    let loaded = from_str(&format!("{packaged}\n{PEMS}")).unwrap();
+    // The PEM keys go into the file's own security section.
+    assert_eq!(packaged.matches("\nsecurity:\n").count(), 1);
+    let loaded = from_str(&packaged.replacen("\nsecurity:\n", PEMS, 1)).unwrap();
     assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
     let defaults = from_str(PEMS).unwrap().config;
     assert_eq!(format!("{:?}", loaded.config), format!("{defaults:?}"));

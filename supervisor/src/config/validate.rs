@@ -7,7 +7,9 @@ use joblet_ipc_proto::settings::LogFormat;
 use joblet_ipc_proto::validate as limits;
 
 use super::layout::{abs_path, abs_paths, job_user, paths, users};
+use super::monitoring::monitoring;
 use super::raw::RawConfig;
+use super::security::security;
 use super::{
     CgroupConfig, Config, ConfigError, JobDefaults, LogOutput, LoggingConfig, RestartPolicy,
     RuntimeConfig, ServerConfig, TlsMaterial,
@@ -88,12 +90,11 @@ pub fn validate(raw: RawConfig, warnings: &mut Vec<String>) -> Result<Config> {
         },
     };
     let logging = logging(&raw, warnings)?;
-    if let Some(addr) = &raw.monitoring.bind_address {
-        host_port("monitoring.bind_address", addr)?;
-    }
+    let monitoring = monitoring(&raw, warnings)?;
     let paths = paths(&raw)?;
     let users = users(&raw)?;
     let job_user = job_user(&raw)?;
+    let security = security(&raw, job_user, jobs.max_concurrent_jobs, warnings)?;
     let restart = restart(&raw)?;
     let stop_timeout = raw
         .supervisor
@@ -126,6 +127,8 @@ pub fn validate(raw: RawConfig, warnings: &mut Vec<String>) -> Result<Config> {
         restart,
         stop_timeout,
         max_upload_bytes,
+        security,
+        monitoring,
     })
 }
 
@@ -374,19 +377,6 @@ fn logging(raw: &RawConfig, warnings: &mut Vec<String>) -> Result<LoggingConfig>
         format,
         output,
     })
-}
-
-fn host_port(key: &str, value: &str) -> Result<()> {
-    let ok = value
-        .rsplit_once(':')
-        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
-    if !ok {
-        return Err(ConfigError::invalid(
-            key,
-            format!("{value:?} must be HOST:PORT"),
-        ));
-    }
-    Ok(())
 }
 
 fn restart(raw: &RawConfig) -> Result<RestartPolicy> {

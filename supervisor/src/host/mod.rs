@@ -3,6 +3,7 @@
 pub mod cgroup;
 pub mod dirs;
 pub mod harden;
+pub mod landlock;
 pub mod memfd;
 pub mod notify;
 pub mod procs;

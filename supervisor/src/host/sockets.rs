@@ -29,8 +29,10 @@ pub enum SocketError {
     NotASocket { path: PathBuf },
     #[error("{path} is being served: is another joblet running with this run directory?")]
     InUse { path: PathBuf },
-    #[error("server.address {address:?} port {port}: {message}")]
+    #[error("{key} {address:?} port {port}: {message}")]
     Tcp {
+        /// The config key that names the address.
+        key: &'static str,
         address: String,
         port: u16,
         message: String,
@@ -133,9 +135,15 @@ pub fn remove_sockets(sockets: &[IpcSocket]) {
     }
 }
 
-/// Binds the frontend's TCP socket (`SO_REUSEADDR`, listening). Port 0 picks a free port.
-pub fn bind_tcp(address: &str, port: u16) -> Result<(OwnedFd, SocketAddr), SocketError> {
+/// Binds one of the frontend's TCP sockets (`SO_REUSEADDR`, listening), configured at `key`.
+/// Port 0 picks a free port.
+pub fn bind_tcp(
+    key: &'static str,
+    address: &str,
+    port: u16,
+) -> Result<(OwnedFd, SocketAddr), SocketError> {
     let fail = |message: String| SocketError::Tcp {
+        key,
         address: address.to_owned(),
         port,
         message,
@@ -210,13 +218,26 @@ mod tests {
 
     #[test]
     fn tcp_binds_any_free_port_and_names_bad_addresses() {
-        let (fd, addr) = bind_tcp("127.0.0.1", 0).unwrap();
+        let (fd, addr) = bind_tcp("server.address", "127.0.0.1", 0).unwrap();
         assert_ne!(addr.port(), 0);
         std::net::TcpStream::connect(addr).unwrap();
+        // The port is taken: the error names the key and the address.
+        let err = bind_tcp("monitoring.bind_address", "127.0.0.1", addr.port())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("monitoring.bind_address \"127.0.0.1\"") && err.contains("bind"),
+            "{err}"
+        );
         drop(fd);
-        let err = bind_tcp("no-such-host.invalid", 1).unwrap_err().to_string();
-        assert!(err.contains("no-such-host.invalid"), "{err}");
-        let (_fd6, addr6) = match bind_tcp("[::1]", 0) {
+        let err = bind_tcp("server.address", "no-such-host.invalid", 1)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("server.address \"no-such-host.invalid\""),
+            "{err}"
+        );
+        let (_fd6, addr6) = match bind_tcp("server.address", "[::1]", 0) {
             Ok(x) => x,
             Err(e) => {
                 eprintln!("skipped IPv6: {e}");

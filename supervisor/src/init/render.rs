@@ -6,7 +6,9 @@ use std::path::Path;
 
 use super::certs::{Pem, Pki};
 use super::ids::HelperIds;
-use crate::config::DEFAULT_ALLOWED_MOUNTS;
+use crate::config::{
+    DEFAULT_ALLOWED_MOUNTS, DEFAULT_USERNS_HOST_BASE, DEFAULT_USERNS_RANGE, DEFAULT_USERNS_SLOTS,
+};
 
 /// What varies between instances.
 pub struct Instance<'a> {
@@ -98,10 +100,32 @@ pub fn joblet_config(i: &Instance<'_>) -> String {
 #                         spawner gets joblet.cleanupTimeout on top, to stop its jobs)
 #   audit.path            the API's append-only audit log (one JSON line per call)
 #   cgroup.defaultPidsLimit  pids.max of a job that asks for none
+#   security.userNamespace  each job in its own user namespace (enabled, default true): root
+#                         inside a job is a host uid no user, helper or other job has. Job N
+#                         holds the host ids hostBase + N*range up to (excluded) the next
+#                         range, mapped to 0..range inside; `range` ids per job (at least
+#                         65536, and covering supervisor.jobUser), `slots` jobs at once (at
+#                         least joblet.maxConcurrentJobs). The default hostBase, 1879048192
+#                         (0x70000000), is past useradd's subordinate ids (/etc/subuid, up to
+#                         600100000) and systemd-nspawn's container ranges (up to 1879048191),
+#                         in what systemd documents as unused, and the default span ends below
+#                         2^31. At start joblet refuses a span holding the id of any user in
+#                         /etc/passwd, group in /etc/group or helper, and warns if
+#                         /etc/subuid or /etc/subgid gives its ids to someone other than
+#                         `joblet` (write `joblet:<hostBase>:<range*slots>` there to reserve it)
+#   security.landlock     required | best-effort | off: Landlock file-access rules on every
+#                         job. required: joblet refuses to start on a kernel without Landlock;
+#                         best-effort: used where the kernel has it, a warning where not.
+#                         (Seccomp is always on and has no key.)
+#   monitoring.job_metrics_interval  how often each running job's cgroup is sampled for
+#                         metrics (100ms to 1h)
 # Joblet keys with a joblet-rs meaning:
 #   joblet.cleanupTimeout  grace between SIGTERM and kill when a job is stopped
 #   cgroup.baseDir         name of our cgroup subtree, under the spawner's own cgroup
 #   grpc.maxRecvMsgSize    the largest total upload of one job
+#   monitoring.system_interval  default period of the host metrics stream (1s to 1h)
+#   monitoring.bind_address  HOST:PORT of a Prometheus endpoint (plain HTTP, no client
+#                         authentication: keep it on loopback); absent or "" = none
 # Documented Joblet keys that joblet-rs does not use (state.*, persist.*, ipc.*, buffers.*,
 # network.*, most of grpc.*) are accepted silently; unknown keys get a warning at start.
 #
@@ -117,6 +141,12 @@ server:
   mode: "server"
 
 security:
+  userNamespace:
+    enabled: true
+    hostBase: {userns_base}
+    range: {userns_range}
+    slots: {userns_slots}
+  landlock: "best-effort"
   serverCert: {server_cert}
   serverKey: {server_key}
   caCert: {ca_cert}
@@ -157,7 +187,10 @@ logging:
 
 monitoring:
   system_interval: "10s"
-  bind_address: "127.0.0.1:9090"
+  job_metrics_interval: "5s"
+  # Off in a development instance, so several can run on one host; uncomment to serve
+  # Prometheus metrics (plain HTTP, keep it on loopback).
+  # bind_address: "127.0.0.1:9090"
 
 grpc:
   maxRecvMsgSize: 134217728
@@ -210,6 +243,9 @@ supervisor:
         host = quote(i.host),
         port = i.port,
         node_id = quote(i.node_id),
+        userns_base = DEFAULT_USERNS_HOST_BASE,
+        userns_range = DEFAULT_USERNS_RANGE,
+        userns_slots = DEFAULT_USERNS_SLOTS,
         server_cert = block(&i.pki.server.cert, 4),
         server_key = block(&i.pki.server.key, 4),
         ca_cert = block(&i.pki.ca.cert, 4),

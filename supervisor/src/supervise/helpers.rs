@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use joblet_ipc_proto::Channel;
 use joblet_ipc_proto::settings::{
-    CgroupMode, DefaultLimits, Enforcement, FrontendSettings, Listen, Logging, PersistdSettings,
-    SpawnerSettings, StatedSettings, UserNamespaces,
+    CgroupMode, DefaultLimits, FrontendSettings, Listen, Logging, PersistdSettings,
+    SpawnerSettings, StatedSettings,
 };
 
 use crate::config::Config;
@@ -98,6 +98,8 @@ pub struct Host<'a> {
     pub tcp: RawFd,
     /// The address the TCP listener is bound to, as `host:port`.
     pub bound_address: String,
+    /// The frontend's Prometheus listener, when `monitoring.bind_address` is set.
+    pub metrics: Option<RawFd>,
 }
 
 /// A helper's inherited fds (sources in the supervisor, in target order after the memfd) and
@@ -141,10 +143,18 @@ impl Host<'_> {
             .map(|(c, fd)| Listen::Ipc { channel: *c, fd })
             .collect();
         if kind == HelperKind::Api {
-            inherited.push(self.tcp);
+            // Each inherited fd lands on the next number after the settings (see `spawn`).
+            let next = |inherited: &Vec<RawFd>| SETTINGS_FD + 1 + inherited.len() as RawFd;
             listen.push(Listen::Tcp {
-                fd: SETTINGS_FD + 1,
+                fd: next(&inherited),
             });
+            inherited.push(self.tcp);
+            if let Some(metrics) = self.metrics {
+                listen.push(Listen::Metrics {
+                    fd: next(&inherited),
+                });
+                inherited.push(metrics);
+            }
         }
         let settings = self.encode(kind, listen)?;
         let creds = kind
@@ -160,7 +170,7 @@ impl Host<'_> {
 
     fn encode(&self, kind: HelperKind, listen: Vec<Listen>) -> Result<Vec<u8>, postcard::Error> {
         let c = self.config;
-        let stop_grace_ms = u32::try_from(c.jobs.stop_grace.as_millis()).unwrap_or(u32::MAX);
+        let stop_grace_ms = millis(c.jobs.stop_grace);
         match kind {
             HelperKind::Stated => postcard::to_allocvec(&StatedSettings {
                 logging: self.logging(),
@@ -174,7 +184,7 @@ impl Host<'_> {
                 data_dir: c.paths.logs_dir.clone(),
                 spawner_uid: 0,
                 api_uid: self.ids.api,
-                metrics_interval_ms: 5000,
+                metrics_interval_ms: millis(c.monitoring.job_metrics_interval),
             }),
             HelperKind::Spawner => postcard::to_allocvec(&SpawnerSettings {
                 logging: self.logging(),
@@ -191,13 +201,8 @@ impl Host<'_> {
                 default_pids_max: c.jobs.pids_max,
                 default_disk_mb: c.jobs.disk_mb,
                 stop_grace_ms,
-                userns: UserNamespaces {
-                    enabled: false,
-                    host_base: 0,
-                    range: 0,
-                    slots: 0,
-                },
-                landlock: Enforcement::Off,
+                userns: c.security.userns.clone(),
+                landlock: c.security.landlock,
             }),
             HelperKind::Api => postcard::to_allocvec(&FrontendSettings {
                 logging: self.logging(),
@@ -223,22 +228,38 @@ impl Host<'_> {
                 max_upload_bytes: c.max_upload_bytes,
                 max_concurrent_jobs: c.jobs.max_concurrent_jobs,
                 default_timeout_ms: u64::try_from(c.jobs.timeout.as_millis()).unwrap_or(u64::MAX),
-                system_interval_ms: 10_000,
+                system_interval_ms: millis(c.monitoring.system_interval),
             }),
         }
     }
 }
 
+/// Milliseconds as the settings carry them; the config bounds every duration far below
+/// `u32::MAX` ms (49 days).
+fn millis(d: std::time::Duration) -> u32 {
+    u32::try_from(d.as_millis()).unwrap_or(u32::MAX)
+}
+
 #[cfg(test)]
 mod tests {
+    use joblet_ipc_proto::settings::{Enforcement, UserNamespaces};
+
     use super::*;
 
     const PEMS: &str = "security:\n  serverCert: \"-----BEGIN CERTIFICATE-----\\nA\\n-----END CERTIFICATE-----\"\n  serverKey: \"-----BEGIN PRIVATE KEY-----\\nSECRET\\n-----END PRIVATE KEY-----\"\n  caCert: \"-----BEGIN CERTIFICATE-----\\nC\\n-----END CERTIFICATE-----\"\n";
 
-    fn host_with<R>(f: impl FnOnce(&Host<'_>) -> R) -> R {
+    /// A host from a config with the test's directories, `security` lines (indented, they
+    /// continue the PEMs' section) and `extra` config text, and the Prometheus listener
+    /// `metrics` if any.
+    fn host_with<R>(
+        security: &str,
+        extra: &str,
+        metrics: Option<RawFd>,
+        f: impl FnOnce(&Host<'_>) -> R,
+    ) -> R {
         let text = format!(
-            "{PEMS}supervisor: {{runDir: /r, stateDir: /s, logsDir: /l, dataDir: /d}}\n\
-             joblet: {{cleanupTimeout: 2s, jobTimeout: 1m, defaultMemoryLimit: 64}}\n"
+            "{PEMS}{security}supervisor: {{runDir: /r, stateDir: /s, logsDir: /l, dataDir: /d}}\n\
+             joblet: {{cleanupTimeout: 2s, jobTimeout: 1m, defaultMemoryLimit: 64}}\n{extra}"
         );
         let config = crate::config::from_str(&text).unwrap().config;
         let host = Host {
@@ -253,13 +274,14 @@ mod tests {
             ipc: &[],
             tcp: 99,
             bound_address: "127.0.0.1:5000".into(),
+            metrics,
         };
         f(&host)
     }
 
     #[test]
     fn each_helper_gets_its_channels_and_peer_uids() {
-        host_with(|host| {
+        host_with("", "", None, |host| {
             let stated = host.plan(HelperKind::Stated).unwrap();
             let s: StatedSettings = postcard::from_bytes(&stated.settings).unwrap();
             assert_eq!(
@@ -290,6 +312,7 @@ mod tests {
             );
             assert_eq!((p.spawner_uid, p.api_uid), (0, 11));
             assert_eq!(p.data_dir, PathBuf::from("/l"));
+            assert_eq!(p.metrics_interval_ms, 5000);
 
             let spawner = host.plan(HelperKind::Spawner).unwrap();
             let sp: SpawnerSettings = postcard::from_bytes(&spawner.settings).unwrap();
@@ -298,6 +321,16 @@ mod tests {
             assert_eq!(sp.state_dir, PathBuf::from("/r/spawner"));
             assert_eq!(sp.stop_grace_ms, 2000);
             assert_eq!((sp.job_uid, sp.job_gid), (65534, 65534));
+            assert_eq!(
+                sp.userns,
+                UserNamespaces {
+                    enabled: true,
+                    host_base: 0x7000_0000,
+                    range: 65536,
+                    slots: 1024
+                }
+            );
+            assert_eq!(sp.landlock, Enforcement::BestEffort);
             assert_eq!(spawner.creds, None, "the spawner keeps root");
 
             let api = host.plan(HelperKind::Api).unwrap();
@@ -311,7 +344,46 @@ mod tests {
             assert!(a.server_key_pem.contains("SECRET"));
             assert_eq!(a.defaults.memory_mb, 64);
             assert_eq!(a.default_timeout_ms, 60_000);
+            assert_eq!(a.system_interval_ms, 10_000);
             assert_eq!(api.creds, Some((11, 10, vec![10])));
+        });
+    }
+
+    #[test]
+    fn configured_confinement_intervals_and_metrics_listener_reach_their_helpers() {
+        let security = "  userNamespace: {enabled: true, hostBase: 2000000000, range: 70000, \
+                        slots: 8}\n  landlock: required\n";
+        let monitoring = "monitoring: {system_interval: 3s, job_metrics_interval: 250ms, \
+                          bind_address: \"127.0.0.1:9100\"}\n";
+        host_with(security, monitoring, Some(98), |host| {
+            let sp: SpawnerSettings =
+                postcard::from_bytes(&host.plan(HelperKind::Spawner).unwrap().settings).unwrap();
+            assert_eq!(
+                sp.userns,
+                UserNamespaces {
+                    enabled: true,
+                    host_base: 2_000_000_000,
+                    range: 70000,
+                    slots: 8
+                }
+            );
+            assert_eq!(sp.landlock, Enforcement::Required);
+            let api = host.plan(HelperKind::Api).unwrap();
+            assert_eq!(api.inherited, [99, 98], "TCP first, then Prometheus");
+            let a: FrontendSettings = postcard::from_bytes(&api.settings).unwrap();
+            assert_eq!(a.listen, [Listen::Tcp { fd: 4 }, Listen::Metrics { fd: 5 }]);
+            assert_eq!(a.system_interval_ms, 3000);
+            let p: PersistdSettings =
+                postcard::from_bytes(&host.plan(HelperKind::Persistd).unwrap().settings).unwrap();
+            assert_eq!(p.metrics_interval_ms, 250);
+            // Only the frontend gets the Prometheus listener.
+            for kind in [
+                HelperKind::Stated,
+                HelperKind::Persistd,
+                HelperKind::Spawner,
+            ] {
+                assert!(!host.plan(kind).unwrap().inherited.contains(&98), "{kind}");
+            }
         });
     }
 }

@@ -18,9 +18,11 @@ use crate::config::Config;
 use crate::host::cgroup::{self, CGROUP_ROOT};
 use crate::host::dirs::{self, DirSpec};
 use crate::host::harden;
+use crate::host::landlock;
 use crate::host::notify::Notifier;
 use crate::host::sockets::{self, IpcSocket};
 use crate::identity::{Identities, IdentityError};
+use crate::job_ids::{self, JobIdsError};
 use backoff::Backoff;
 use event_loop::{EventLoop, Helper};
 use helpers::{HelperKind, Host};
@@ -36,6 +38,10 @@ pub enum SuperviseError {
     Harden(std::io::Error),
     #[error(transparent)]
     Identity(#[from] IdentityError),
+    #[error(transparent)]
+    JobIds(#[from] JobIdsError),
+    #[error(transparent)]
+    Landlock(#[from] landlock::LandlockMissing),
     #[error(transparent)]
     Cgroup(#[from] cgroup::CgroupError),
     #[error(transparent)]
@@ -71,6 +77,7 @@ pub fn run(config: &Config) -> Result<(), SuperviseError> {
         .map_err(SuperviseError::Signals)?;
     harden::harden_self().map_err(SuperviseError::Harden)?;
     let ids = Identities::resolve(&config.users, config.job_user)?;
+    check_confinement(config, &ids)?;
     let cgroup_mode = detect_cgroups(config)?;
     let bin_dir = match &config.paths.bin_dir {
         Some(dir) => dir.clone(),
@@ -82,9 +89,11 @@ pub fn run(config: &Config) -> Result<(), SuperviseError> {
         .collect::<Result<Vec<_>, _>>()?;
     prepare_dirs(config, &ids)?;
     let sockets = SocketSet::bind(&config.paths.run_dir, ids.group)?;
-    let (tcp, local) = sockets::bind_tcp(&config.server.address, config.server.port)?;
+    let (tcp, local) =
+        sockets::bind_tcp("server.address", &config.server.address, config.server.port)?;
     let bound_address = with_port(&config.server.address, local.port());
     info!(address = %local, "listening for clients");
+    let metrics = bind_metrics(config)?;
     let host = Host {
         config,
         ids,
@@ -92,6 +101,7 @@ pub fn run(config: &Config) -> Result<(), SuperviseError> {
         ipc: &sockets.0,
         tcp: tcp.as_raw_fd(),
         bound_address,
+        metrics: metrics.as_ref().map(AsRawFd::as_raw_fd),
     };
     let cap_last = harden::cap_last_cap();
     let mut helpers = Vec::new();
@@ -125,9 +135,43 @@ pub fn run(config: &Config) -> Result<(), SuperviseError> {
     )?;
     event_loop.run()?;
     // The listeners stay open until here, so a restarted helper always found its socket.
+    drop(metrics);
     drop(tcp);
     drop(sockets);
     Ok(())
+}
+
+/// Refuses job id ranges that hold a host user's or a helper's id, and a required Landlock
+/// the kernel lacks; says how jobs are confined.
+fn check_confinement(config: &Config, ids: &Identities) -> Result<(), SuperviseError> {
+    let userns = &config.security.userns;
+    for warning in job_ids::check_host(userns, ids)? {
+        warn!("{warning}");
+    }
+    let kernel = landlock::probe();
+    if let Some(warning) = landlock::check(config.security.landlock, &kernel)? {
+        warn!("{warning}");
+    }
+    let span = crate::config::userns_span(userns);
+    info!(
+        user_namespaces = userns.enabled,
+        host_ids = %format_args!("{}-{}", span.start, span.end.saturating_sub(1)),
+        slots = userns.slots,
+        landlock = ?config.security.landlock,
+        kernel_landlock = ?kernel,
+        "job confinement"
+    );
+    Ok(())
+}
+
+/// The frontend's Prometheus listener, when `monitoring.bind_address` is set.
+fn bind_metrics(config: &Config) -> Result<Option<std::os::fd::OwnedFd>, SuperviseError> {
+    let Some(address) = &config.monitoring.metrics_address else {
+        return Ok(None);
+    };
+    let (fd, local) = sockets::bind_tcp("monitoring.bind_address", &address.host, address.port)?;
+    info!(address = %local, "listening for Prometheus scrapes");
+    Ok(Some(fd))
 }
 
 fn detect_cgroups(config: &Config) -> Result<CgroupMode, SuperviseError> {

@@ -20,6 +20,14 @@ pub const HELPERS: [&str; 4] = [
     "joblet-api",
 ];
 
+/// The IPC sockets in the run directory.
+pub const SOCKETS: [&str; 4] = [
+    "spawner.sock",
+    "persistd-output.sock",
+    "persistd.sock",
+    "stated.sock",
+];
+
 /// Prints why and returns true when the test cannot run here (it needs root to change uids).
 pub fn skip_unless_root() -> bool {
     if nix::unistd::geteuid().is_root() {

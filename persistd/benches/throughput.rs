@@ -45,7 +45,15 @@ fn main() {
             output: Listener::bind(&out_path, Channel::Output, vec![me]).unwrap(),
             logs: Listener::bind(&logs_path, Channel::Logs, vec![me]).unwrap(),
         };
-        tokio::spawn(server::serve(registry, listeners, std::future::pending()));
+        let options = server::Options {
+            metrics_interval: Duration::from_secs(5),
+        };
+        tokio::spawn(server::serve(
+            registry,
+            listeners,
+            options,
+            std::future::pending(),
+        ));
 
         let job = JobId::parse("00000000-0000-4000-8000-000000000001").unwrap();
         let (out_r, mut out_w) = std::io::pipe().unwrap();

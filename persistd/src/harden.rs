@@ -9,6 +9,7 @@ use std::io;
 use std::os::fd::RawFd;
 
 use nix::sys::prctl;
+use nix::sys::resource::{Resource, getrlimit, setrlimit};
 use nix::sys::stat::{Mode, umask};
 use nix::unistd::{getresgid, getresuid};
 
@@ -33,6 +34,8 @@ pub enum HardenError {
     },
     #[error("cannot list open file descriptors in /proc/self/fd: {0}")]
     ListFds(io::Error),
+    #[error("cannot raise the open-file limit to its hard limit: {0}")]
+    FdLimit(nix::Error),
 }
 
 /// The capability sets that must all be empty.
@@ -84,6 +87,16 @@ pub fn lock_down() -> Result<(), HardenError> {
     })?;
     umask(Mode::from_bits_truncate(0o077));
     Ok(())
+}
+
+/// Raises the soft open-file limit to the hard one (no privilege needed) and returns it:
+/// every running job holds its two pipes and up to five cgroup directories open here, so a
+/// 1024 default would cap persistd near 150 jobs. The hard limit is the supervisor's (or the
+/// unit's `LimitNOFILE=`) to set.
+pub fn raise_fd_limit() -> Result<u64, HardenError> {
+    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).map_err(HardenError::FdLimit)?;
+    setrlimit(Resource::RLIMIT_NOFILE, hard, hard).map_err(HardenError::FdLimit)?;
+    Ok(hard)
 }
 
 /// Closes every fd above 2 except `keep` (the ones already taken with

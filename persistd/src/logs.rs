@@ -1,4 +1,4 @@
-//! The logs channel: the frontend reads and deletes stored output.
+//! The logs channel: the frontend reads and deletes stored output, and reads metric samples.
 
 use std::sync::Arc;
 
@@ -8,12 +8,13 @@ use joblet_ipc_proto::job::JobId;
 use joblet_ipc_proto::tokio::Conn;
 use tracing::{debug, info, warn};
 
+use crate::metric_reader::{self, MetricsQuery, Window};
 use crate::reader::{self, ReadEnd};
 use crate::registry::{DeleteError, Registry};
 use crate::store::Store;
 
 /// Serves one checked connection until it closes or breaks the protocol. Requests are
-/// handled in order; a `Read` occupies the connection until its `End`.
+/// handled in order; a `Read` or `Metrics` occupies the connection until its `End`.
 pub async fn serve_conn(registry: Arc<Registry>, conn: Conn) {
     let (sender, mut receiver) = conn.split();
     loop {
@@ -28,7 +29,7 @@ pub async fn serve_conn(registry: Arc<Registry>, conn: Conn) {
                 return;
             }
         };
-        match req {
+        let end = match req {
             ToPersistLogs::Read {
                 job,
                 from_seq,
@@ -39,28 +40,37 @@ pub async fn serve_conn(registry: Arc<Registry>, conn: Conn) {
                     from_seq,
                     follow,
                 };
-                match reader::serve(&registry, &sender, &mut receiver, read).await {
-                    ReadEnd::Done => {}
-                    ReadEnd::ClientGone => return,
-                    ReadEnd::Violation(reason) => {
-                        warn!(%reason, "closing the logs connection");
-                        return;
-                    }
-                }
+                reader::serve(&registry, &sender, &mut receiver, read).await
+            }
+            ToPersistLogs::Metrics {
+                job,
+                from_ns,
+                to_ns,
+                limit,
+                follow,
+            } => {
+                let query = MetricsQuery {
+                    job,
+                    window: Window { from_ns, to_ns },
+                    limit,
+                    follow,
+                };
+                metric_reader::serve(&registry, &sender, &mut receiver, query).await
             }
             ToPersistLogs::Delete { job } => {
                 let reply = delete(&registry, job).await;
                 if sender.send(&reply, &[]).await.is_err() {
                     return;
                 }
+                ReadEnd::Done
             }
-            ToPersistLogs::Metrics { .. } => {
-                let reply = FromPersistLogs::Error(RemoteError::precondition(
-                    "job metrics are not collected yet",
-                ));
-                if sender.send(&reply, &[]).await.is_err() {
-                    return;
-                }
+        };
+        match end {
+            ReadEnd::Done => {}
+            ReadEnd::ClientGone => return,
+            ReadEnd::Violation(reason) => {
+                warn!(%reason, "closing the logs connection");
+                return;
             }
         }
     }

@@ -4,6 +4,7 @@
 use std::os::fd::{OwnedFd, RawFd};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Parser;
@@ -11,8 +12,9 @@ use joblet_ipc_proto::settings::{self, LogFormat, Logging, PersistdSettings};
 use joblet_ipc_proto::tokio::Listener;
 use joblet_ipc_proto::{Channel, inherit};
 use joblet_persistd::harden;
+use joblet_persistd::metrics::sampler::MIN_INTERVAL;
 use joblet_persistd::registry::Registry;
-use joblet_persistd::server::{self, Listeners};
+use joblet_persistd::server::{self, Listeners, Options};
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
 use tracing::{error, info};
 
@@ -50,7 +52,10 @@ fn run(args: Args) -> Result<()> {
     let (logs_fd, logs) = take_listener(&settings, Channel::Logs)?;
     let closed = harden::close_stray_fds(&[output_fd, logs_fd])?;
     init_tracing(&settings.logging)?;
-    info!(?closed, data_dir = %settings.data_dir.display(), "hardened; opening the log store");
+    let options = options(&settings)?;
+    // Each running job holds two pipes and up to five cgroup directories open here.
+    let max_fds = harden::raise_fd_limit()?;
+    info!(?closed, max_fds, data_dir = %settings.data_dir.display(), "hardened; opening the log store");
 
     // Recovery is blocking file work; it is done before the runtime starts.
     let registry = Arc::new(Registry::open(&settings.data_dir)?);
@@ -72,8 +77,21 @@ fn run(args: Args) -> Result<()> {
                 .context("adopting the logs listener")?,
         };
         let shutdown = shutdown_signal().context("installing signal handlers")?;
-        server::serve(registry, listeners, shutdown).await;
+        server::serve(registry, listeners, options, shutdown).await;
         Ok(())
+    })
+}
+
+fn options(s: &PersistdSettings) -> Result<Options> {
+    let interval = Duration::from_millis(u64::from(s.metrics_interval_ms));
+    anyhow::ensure!(
+        interval >= MIN_INTERVAL,
+        "metrics_interval_ms is {}; it must be at least {} ms",
+        s.metrics_interval_ms,
+        MIN_INTERVAL.as_millis()
+    );
+    Ok(Options {
+        metrics_interval: interval,
     })
 }
 

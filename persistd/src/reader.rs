@@ -39,7 +39,7 @@ pub enum ReadEnd {
 }
 
 /// Whatever the client sends while a read runs: only its close is legitimate.
-type Incoming<'a> =
+pub(crate) type Incoming<'a> =
     Pin<Box<dyn Future<Output = Result<Received<ToPersistLogs>, IpcError>> + Send + 'a>>;
 
 pub async fn serve(
@@ -142,7 +142,7 @@ async fn read_batch(
 }
 
 /// Sends one frame unless the client goes away first (a slow client only stalls itself).
-async fn send(
+pub(crate) async fn send(
     sender: &Sender,
     incoming: &mut Incoming<'_>,
     msg: FromPersistLogs,
@@ -153,13 +153,14 @@ async fn send(
     }
 }
 
-fn interrupted(r: Result<Received<ToPersistLogs>, IpcError>) -> ReadEnd {
+/// How a read ends when the client sends something (or goes away) in the middle of it.
+pub(crate) fn interrupted(r: Result<Received<ToPersistLogs>, IpcError>) -> ReadEnd {
     match r {
         Ok(req) => ReadEnd::Violation(format!(
-            "{} request while a Read is in progress (open one connection per reader)",
+            "{} request while a read is in progress (open one connection per reader)",
             joblet_ipc_proto::codec::Message::name(&req.msg)
         )),
         Err(e) if e.is_closed() => ReadEnd::ClientGone,
-        Err(e) => ReadEnd::Violation(format!("bad frame during a Read: {e}")),
+        Err(e) => ReadEnd::Violation(format!("bad frame during a read: {e}")),
     }
 }

@@ -6,6 +6,7 @@
 //! never across an await.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry as MapEntry;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -29,6 +30,8 @@ pub struct Registry {
 struct Entry {
     log: Arc<JobLog>,
     drained_to: Option<DrainedTo>,
+    /// When the job started, as its last `Attach` said (0 = not attached since our start).
+    started_ns: u64,
 }
 
 /// What to do with a job's pipes that just arrived.
@@ -70,13 +73,15 @@ impl Registry {
             if opened.report.repaired() {
                 info!(%job, dropped_index_bytes = opened.report.dropped_index_bytes,
                     tail_records = opened.report.tail_records,
-                    "repaired the job's index after an unclean stop");
+                    dropped_metric_bytes = opened.report.dropped_metric_bytes,
+                    "repaired the job's files after an unclean stop");
             }
             jobs.insert(
                 job,
                 Entry {
                     log: opened.log,
                     drained_to: None,
+                    started_ns: 0,
                 },
             );
         }
@@ -119,26 +124,51 @@ impl Registry {
 
     /// Decides what to do with pipes handed over for `job`; `drained_to` is told when the
     /// output is drained, unless a later attach replaces it.
-    pub fn attach(&self, job: &JobId, drained_to: DrainedTo) -> Result<Attach, StoreError> {
+    pub fn attach(
+        &self,
+        job: &JobId,
+        drained_to: DrainedTo,
+        started_ns: u64,
+    ) -> Result<Attach, StoreError> {
         let mut jobs = self.lock();
-        let entry = match jobs.get_mut(job) {
-            Some(e) => e,
-            None => {
-                let opened = self.store.open_job(job)?;
-                self.added.send_modify(|n| *n += 1);
-                jobs.entry(job.clone()).or_insert(Entry {
-                    log: opened.log,
-                    drained_to: None,
-                })
-            }
-        };
+        let entry = self.entry_or_open(&mut jobs, job)?;
         let verdict = match entry.log.take_writer() {
             TakeWriter::Writer(w) => Attach::Start(w),
             TakeWriter::Busy => Attach::AlreadyReading,
             TakeWriter::Complete => return Ok(Attach::Complete),
         };
         entry.drained_to = Some(drained_to);
+        entry.started_ns = started_ns;
         Ok(verdict)
+    }
+
+    /// The job whose cgroup is to be sampled, and when it started (0 = unknown). A job not
+    /// attached yet is opened as `Attach` would, so the order of `Attach` and `Watch` does
+    /// not matter.
+    pub fn watch_target(&self, job: &JobId) -> Result<(Arc<JobLog>, u64), StoreError> {
+        let mut jobs = self.lock();
+        let entry = self.entry_or_open(&mut jobs, job)?;
+        Ok((entry.log.clone(), entry.started_ns))
+    }
+
+    fn entry_or_open<'a>(
+        &self,
+        jobs: &'a mut HashMap<JobId, Entry>,
+        job: &JobId,
+    ) -> Result<&'a mut Entry, StoreError> {
+        match jobs.entry(job.clone()) {
+            MapEntry::Occupied(known) => Ok(known.into_mut()),
+            MapEntry::Vacant(new) => {
+                let opened = self.store.open_job(job)?;
+                // Waiters look the job up under the lock we hold: they see it once we return.
+                self.added.send_modify(|n| *n += 1);
+                Ok(new.insert(Entry {
+                    log: opened.log,
+                    drained_to: None,
+                    started_ns: 0,
+                }))
+            }
+        }
     }
 
     /// Called by a pump once the job's output is complete: tells the last attacher.

@@ -13,6 +13,7 @@ use joblet_ipc_proto::Channel;
 use joblet_ipc_proto::tokio::{Conn, Incoming, Listener};
 use tracing::{info, warn};
 
+use crate::metrics::{Sampler, sampler};
 use crate::registry::Registry;
 
 pub struct Listeners {
@@ -22,35 +23,53 @@ pub struct Listeners {
     pub logs: Listener,
 }
 
+/// What the server is told besides its listeners.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// How often each watched job's cgroup is sampled.
+    pub metrics_interval: Duration,
+}
+
 /// Pause after a failed accept (out of fds, say) so the loop does not spin.
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 
-/// Serves both channels until `shutdown` completes.
+/// Serves both channels, and samples watched jobs, until `shutdown` completes.
 pub async fn serve(
     registry: Arc<Registry>,
     listeners: Listeners,
+    options: Options,
     shutdown: impl Future<Output = ()>,
 ) {
     let Listeners {
         mut output,
         mut logs,
     } = listeners;
+    let (sampler, sampling) = sampler::start(options.metrics_interval);
     tokio::pin!(shutdown);
-    info!("persistd serving the output and logs channels");
+    info!(
+        metrics_interval_ms = options.metrics_interval.as_millis() as u64,
+        "persistd serving the output and logs channels"
+    );
     loop {
         tokio::select! {
             () = &mut shutdown => break,
-            r = output.accept() => on_accept(r, Channel::Output, &registry).await,
-            r = logs.accept() => on_accept(r, Channel::Logs, &registry).await,
+            r = output.accept() => on_accept(r, Channel::Output, &registry, &sampler).await,
+            r = logs.accept() => on_accept(r, Channel::Logs, &registry, &sampler).await,
         }
     }
+    sampling.abort();
     info!("persistd stopping");
 }
 
-async fn on_accept(r: std::io::Result<Incoming>, channel: Channel, registry: &Arc<Registry>) {
+async fn on_accept(
+    r: std::io::Result<Incoming>,
+    channel: Channel,
+    registry: &Arc<Registry>,
+    sampler: &Sampler,
+) {
     match r {
         Ok(incoming) => {
-            tokio::spawn(handle(incoming, channel, registry.clone()));
+            tokio::spawn(handle(incoming, channel, registry.clone(), sampler.clone()));
         }
         Err(e) => {
             warn!(%channel, error = %e, "accept failed");
@@ -59,7 +78,7 @@ async fn on_accept(r: std::io::Result<Incoming>, channel: Channel, registry: &Ar
     }
 }
 
-async fn handle(incoming: Incoming, channel: Channel, registry: Arc<Registry>) {
+async fn handle(incoming: Incoming, channel: Channel, registry: Arc<Registry>, sampler: Sampler) {
     let conn: Conn = match incoming.handshake().await {
         Ok(conn) => conn,
         Err(e) => {
@@ -68,7 +87,7 @@ async fn handle(incoming: Incoming, channel: Channel, registry: Arc<Registry>) {
         }
     };
     match channel {
-        Channel::Output => crate::output::serve_conn(registry, conn).await,
+        Channel::Output => crate::output::serve_conn(registry, sampler, conn).await,
         Channel::Logs => crate::logs::serve_conn(registry, conn).await,
         // Listeners are only ever made for the two channels above.
         Channel::Spawner | Channel::State => {}

@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::*;
 use joblet_ipc_proto::Channel;
 use joblet_ipc_proto::channel::logs::{FromPersistLogs, ToPersistLogs};
-use joblet_ipc_proto::channel::output::{FromPersistOutput, ToPersistOutput};
+use joblet_ipc_proto::channel::output::{CgroupDir, FromPersistOutput, ToPersistOutput};
 use joblet_ipc_proto::codec;
 use joblet_ipc_proto::tokio::{Receiver, connect};
 use nix::sys::socket::{ControlMessage, MsgFlags, send, sendmsg};
@@ -174,5 +174,94 @@ async fn the_wrong_channel_is_refused() {
         .err()
         .expect("refused");
     assert!(err.to_string().contains("serves channel output"), "{err}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_watches_close_the_output_connection_and_sample_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(&dir.path().join("data"), dir.path()).await;
+    let job = new_job();
+    let watch = |dirs: Vec<CgroupDir>| ToPersistOutput::Watch {
+        job: job.clone(),
+        dirs,
+    };
+
+    // A directory that is not a cgroup, and a file that is not a directory.
+    let plain_dir = std::fs::File::open(dir.path()).unwrap();
+    let file = std::fs::File::open("/dev/null").unwrap();
+    for (kind, fd) in [
+        (CgroupDir::Unified, plain_dir.as_fd()),
+        (CgroupDir::Memory, plain_dir.as_fd()),
+        (CgroupDir::Pids, file.as_fd()),
+    ] {
+        let conn = connect(&server.output, Channel::Output).await.unwrap();
+        conn.send(&watch(vec![kind]), &[fd]).await.unwrap();
+        assert_closed::<FromPersistOutput>(conn.split().1).await;
+    }
+
+    // Fewer fds than the message names (bypassing our own sender's check).
+    let conn = connect(&server.output, Channel::Output).await.unwrap();
+    let (tx, rx) = conn.split();
+    let mut frame = Vec::new();
+    codec::encode(&watch(vec![CgroupDir::Cpu, CgroupDir::Memory]), &mut frame).unwrap();
+    let fds = [plain_dir.as_raw_fd()];
+    sendmsg::<()>(
+        tx.raw_fd(),
+        &[IoSlice::new(&frame)],
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::empty(),
+        None,
+    )
+    .unwrap();
+    assert_closed::<FromPersistOutput>(rx).await;
+
+    // Real cgroup directories, but named twice, or v1 directories passed off as v2.
+    match common::cgroup::TestCgroup::create() {
+        Ok(cg) => {
+            let (kinds, fds) = cg.open_dirs();
+            let (kind, fd) = (kinds[0], &fds[0]);
+            let conn = connect(&server.output, Channel::Output).await.unwrap();
+            conn.send(&watch(vec![kind, kind]), &[fd.as_fd(), fd.as_fd()])
+                .await
+                .unwrap();
+            assert_closed::<FromPersistOutput>(conn.split().1).await;
+            let other = if cg.is_v2() {
+                CgroupDir::Memory
+            } else {
+                CgroupDir::Unified
+            };
+            let conn = connect(&server.output, Channel::Output).await.unwrap();
+            conn.send(&watch(vec![other]), &[fd.as_fd()]).await.unwrap();
+            assert_closed::<FromPersistOutput>(conn.split().1).await;
+        }
+        Err(reason) => eprintln!("SKIPPED the real-cgroup cases: {reason}"),
+    }
+
+    // None of it created the job or sampled anything.
+    let reply = request(
+        &server.logs,
+        ToPersistLogs::Metrics {
+            job: job.clone(),
+            from_ns: 0,
+            to_ns: 0,
+            limit: 0,
+            follow: false,
+        },
+    )
+    .await;
+    assert!(
+        matches!(reply, FromPersistLogs::Error(ref e) if e.kind == joblet_ipc_proto::RemoteErrorKind::NotFound),
+        "{reply:?}"
+    );
+    // The output channel still works.
+    let (pipes, writer) = start_job(5, Duration::ZERO);
+    writer.join().unwrap();
+    let (mut conn, reply) = attach(&server.output, &job, &pipes).await;
+    assert!(matches!(reply, FromPersistOutput::Attached { .. }));
+    assert!(matches!(
+        recv_output(&mut conn).await,
+        FromPersistOutput::Drained { .. }
+    ));
     server.stop().await;
 }

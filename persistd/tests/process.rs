@@ -83,7 +83,7 @@ impl Setup {
             data_dir: data.clone(),
             spawner_uid: me(),
             api_uid: me(),
-            metrics_interval_ms: 5000,
+            metrics_interval_ms: 200,
         };
         let settings_path = dir.path().join("settings.bin");
         File::create(&settings_path)
@@ -292,4 +292,107 @@ async fn refuses_to_run_as_root() {
     assert!(log.contains("refusing to run as root"), "{log}");
     // It stopped before touching its data directory.
     assert!(!setup.data.join("jobs").exists());
+}
+
+/// Sampling needs no privilege: the binary, running as nobody with no capability, reads a
+/// root-created cgroup through the directory fds alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn samples_a_cgroup_through_handed_over_fds_as_an_unprivileged_user() {
+    if !is_root() {
+        return;
+    }
+    let cgroup = match common::cgroup::TestCgroup::create() {
+        Ok(cg) => cg,
+        Err(reason) => {
+            eprintln!("SKIPPED: no cgroup for the test: {reason}");
+            return;
+        }
+    };
+    cgroup.set_memory_limit(96 << 20);
+    let mut sleeper = Command::new("sleep");
+    sleeper.arg("30").stdin(Stdio::null());
+    cgroup.run_inside(&mut sleeper);
+    let sleeper = KillOnDrop(sleeper.spawn().unwrap());
+
+    let setup = Setup::new(NOBODY);
+    let mut child = setup.spawn(NOBODY);
+    wait_serving(&setup, &mut child).await;
+    let _persistd = KillOnDrop(child);
+
+    let job = new_job();
+    let (pipes, running) = open_job();
+    let (conn, reply) = attach(&setup.output_path, &job, &pipes).await;
+    assert!(
+        matches!(reply, FromPersistOutput::Attached { .. }),
+        "{reply:?}"
+    );
+    watch_on(&conn, &job, &cgroup).await;
+    let follower = MetricFollower::start(&setup.logs_path, &job);
+    let s = follower.until("two samples", |s| s.len() >= 2).await;
+    let last = s.last().unwrap();
+    assert_eq!(last.pids, 1, "{last:?}");
+    assert_eq!(last.memory_limit, 96 << 20, "{last:?}");
+    assert!(last.memory_bytes > 0 && last.cpu_usage_ns > 0, "{last:?}");
+    let log = setup.log_text();
+    assert!(!log.contains("cannot be read"), "{log}");
+    drop((sleeper, running));
+}
+
+/// A cgroup persistd's uid may not search (mode 0700, as a umask of 077 makes it) cannot be
+/// sampled without privilege: it is refused with an error saying so, nothing is sampled, and
+/// the output connection carries on (the job's output is stored and drained).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cgroup_it_may_not_search_is_reported_and_the_output_connection_carries_on() {
+    if !is_root() {
+        return;
+    }
+    let cgroup = match common::cgroup::TestCgroup::create() {
+        Ok(cg) => cg,
+        Err(reason) => {
+            eprintln!("SKIPPED: no cgroup for the test: {reason}");
+            return;
+        }
+    };
+    cgroup.chmod(0o700);
+    let setup = Setup::new(NOBODY);
+    let mut child = setup.spawn(NOBODY);
+    wait_serving(&setup, &mut child).await;
+    let _persistd = KillOnDrop(child);
+
+    let job = new_job();
+    let (pipes, writer) = start_job(20, Duration::from_millis(5));
+    let mut conn = joblet_ipc_proto::tokio::connect(&setup.output_path, Channel::Output)
+        .await
+        .unwrap();
+    watch_on(&conn, &job, &cgroup).await;
+    let reply = attach_on(&mut conn, &job, &pipes).await;
+    assert!(
+        matches!(reply, FromPersistOutput::Attached { .. }),
+        "{reply:?}"
+    );
+    writer.join().unwrap();
+    let drained = recv_output(&mut conn).await;
+    assert!(
+        matches!(drained, FromPersistOutput::Drained { .. }),
+        "{drained:?}"
+    );
+    let r = metrics(&setup.logs_path, metrics_request(&job, 0, 0, 0, false))
+        .await
+        .unwrap();
+    assert!(r.samples.is_empty() && r.complete, "{r:?}");
+    assert_all_lines(&stored(&setup.logs_path, &job).await, 20);
+    let log = setup.log_text();
+    assert!(
+        log.contains("may not look up files") && log.contains("mode 0711"),
+        "{log}"
+    );
+}
+
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

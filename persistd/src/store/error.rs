@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use joblet_ipc_proto::job::{JobId, Stream};
 
 use super::record::RecordError;
+use super::sample_record::SampleRecordError;
 
 /// A failed step of the log store. Messages name the job, the step and the OS error.
 #[derive(Debug, thiserror::Error)]
@@ -44,4 +45,28 @@ pub enum StoreError {
     },
     #[error("cannot remove {path}: {source}")]
     Remove { path: PathBuf, source: io::Error },
+    #[error("job {job}: cannot open its metric samples after a restart: {source}")]
+    MetricRecover { job: JobId, source: io::Error },
+    #[error("job {job}: cannot store metric sample {seq}: {source}")]
+    MetricAppend {
+        job: JobId,
+        seq: u64,
+        source: io::Error,
+    },
+    #[error("job {job}: cannot read metric sample {seq}: {source}")]
+    MetricRead {
+        job: JobId,
+        seq: u64,
+        source: io::Error,
+    },
+    #[error("job {job}: metric sample {seq} is corrupt: {source}")]
+    MetricCorrupt {
+        job: JobId,
+        seq: u64,
+        source: SampleRecordError,
+    },
+    #[error("job {job}: cannot drop its oldest metric samples: {source}")]
+    MetricCompact { job: JobId, source: io::Error },
+    #[error("job {job}: cannot flush its metric samples to disk: {source}")]
+    MetricSync { job: JobId, source: io::Error },
 }

@@ -1,5 +1,5 @@
 //! One job's stored output: `<jobs>/<uuid>/{stdout,stderr,index}`, the count of records
-//! readers may see, and the single writer slot.
+//! readers may see, the single writer slot, and the job's metric samples (`metrics`).
 
 use std::fs::{DirBuilder, File, OpenOptions};
 use std::io;
@@ -12,6 +12,7 @@ use joblet_ipc_proto::job::{JobId, Stream};
 use tokio::sync::watch;
 
 use super::error::StoreError;
+use super::metric_log::MetricLog;
 use super::record::{RECORD_LEN, Record};
 use super::recover::{self, RecoveryReport};
 use super::writer::LogWriter;
@@ -65,6 +66,7 @@ pub struct JobLog {
     pub(crate) files: Files,
     pub(crate) progress: watch::Sender<Progress>,
     slot: Mutex<WriterSlot>,
+    metrics: Arc<MetricLog>,
 }
 
 pub fn stream_index(s: Stream) -> usize {
@@ -104,10 +106,13 @@ impl JobLog {
                 source,
             })?;
         }
-        let found = recover::recover(&files, now_ns).map_err(|source| StoreError::Recover {
+        let mut found = recover::recover(&files, now_ns).map_err(|source| StoreError::Recover {
             job: id.clone(),
             source,
         })?;
+        // Sampling of a job whose output is complete has ended: its samples are closed.
+        let metrics = MetricLog::open(&dir, id, found.complete)?;
+        found.report.dropped_metric_bytes = metrics.dropped_bytes;
         let progress = Progress {
             chunks: found.chunks,
             complete: found.complete,
@@ -123,6 +128,7 @@ impl JobLog {
             files,
             progress: watch::Sender::new(progress),
             slot: Mutex::new(slot),
+            metrics: metrics.log,
         });
         Ok((log, found.report))
     }
@@ -137,6 +143,11 @@ impl JobLog {
 
     pub fn progress(&self) -> Progress {
         *self.progress.borrow()
+    }
+
+    /// The job's metric samples.
+    pub fn metrics(&self) -> &Arc<MetricLog> {
+        &self.metrics
     }
 
     /// A receiver that wakes on every new chunk, on completion and on deletion.
@@ -171,6 +182,7 @@ impl JobLog {
 
     pub(crate) fn mark_deleted(&self) {
         self.progress.send_modify(|p| p.deleted = true);
+        self.metrics.mark_deleted();
     }
 
     fn lock_slot(&self) -> MutexGuard<'_, WriterSlot> {

@@ -5,6 +5,7 @@
 //!   jobs/<uuid>/       0700, one per job
 //!     stdout, stderr   data files (0600), bytes as they came out of the pipes
 //!     index            fixed-size records (stream, offset, len, at_ns); position = seq
+//!     metrics          fixed-size metric samples, the newest `KEEP_SAMPLES` kept
 //!   trash/             deleted jobs on their way out (emptied at start)
 //! ```
 //!
@@ -18,17 +19,23 @@ use joblet_ipc_proto::job::JobId;
 
 mod error;
 mod job_log;
+mod metric_log;
 mod record;
 mod recover;
+mod sample_record;
 mod writer;
 
+#[cfg(test)]
+mod metric_tests;
 #[cfg(test)]
 mod tests;
 
 pub use error::StoreError;
 pub use job_log::{JobLog, Progress, STREAMS, TakeWriter, stream_index};
+pub use metric_log::{KEEP_SAMPLES, MetricLog, MetricProgress};
 pub use record::{RECORD_LEN, Record, RecordError};
 pub use recover::RecoveryReport;
+pub use sample_record::{SAMPLE_RECORD_LEN, SampleRecordError};
 pub use writer::{Append, LogWriter};
 
 use job_log::create_private_dir;

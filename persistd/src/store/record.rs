@@ -124,7 +124,7 @@ fn u64_at(b: &[u8; RECORD_LEN], at: usize) -> u64 {
 }
 
 /// 32-bit FNV-1a: enough to detect a torn write, which is all it is for.
-fn fnv1a(bytes: &[u8]) -> u32 {
+pub(super) fn fnv1a(bytes: &[u8]) -> u32 {
     bytes.iter().fold(0x811c_9dc5u32, |h, &b| {
         (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
     })

@@ -22,11 +22,13 @@ pub struct RecoveryReport {
     pub dropped_index_bytes: u64,
     /// Records added for data that had no record (its index write was lost).
     pub tail_records: u64,
+    /// Bytes of torn or invalid tail cut off the metric samples.
+    pub dropped_metric_bytes: u64,
 }
 
 impl RecoveryReport {
     pub fn repaired(&self) -> bool {
-        self.dropped_index_bytes > 0 || self.tail_records > 0
+        self.dropped_index_bytes > 0 || self.tail_records > 0 || self.dropped_metric_bytes > 0
     }
 }
 

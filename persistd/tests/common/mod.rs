@@ -4,23 +4,28 @@
 
 #![allow(dead_code)]
 
+pub mod cgroup;
+
 use std::io::Write;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use joblet_ipc_proto::Channel;
-use joblet_ipc_proto::channel::logs::{FromPersistLogs, LogChunk, ToPersistLogs};
+use joblet_ipc_proto::channel::logs::{FromPersistLogs, LogChunk, MetricSample, ToPersistLogs};
 use joblet_ipc_proto::channel::output::{FromPersistOutput, ToPersistOutput};
 use joblet_ipc_proto::job::{JobId, Stream};
 use joblet_ipc_proto::tokio::{Conn, Listener, connect};
 use joblet_persistd::registry::Registry;
-use joblet_persistd::server::{self, Listeners};
+use joblet_persistd::server::{self, Listeners, Options};
 use tokio::sync::oneshot;
 
 pub const WAIT: Duration = Duration::from_secs(30);
+
+/// The sampling interval of test servers: short, so tests see several samples quickly.
+pub const TEST_INTERVAL: Duration = Duration::from_millis(200);
 
 pub fn me() -> u32 {
     nix::unistd::getuid().as_raw()
@@ -45,6 +50,14 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start(data_dir: &Path, sock_dir: &Path) -> TestServer {
+        Self::start_sampling_every(data_dir, sock_dir, TEST_INTERVAL).await
+    }
+
+    pub async fn start_sampling_every(
+        data_dir: &Path,
+        sock_dir: &Path,
+        metrics_interval: Duration,
+    ) -> TestServer {
         let output = sock_dir.join("persistd-output.sock");
         let logs = sock_dir.join("persistd.sock");
         let _ = std::fs::remove_file(&output);
@@ -66,7 +79,8 @@ impl TestServer {
                     logs: Listener::bind(&l, Channel::Logs, vec![me()]).expect("bind logs"),
                 };
                 let _ = ready_tx.send(());
-                server::serve(registry, listeners, async move {
+                let options = Options { metrics_interval };
+                server::serve(registry, listeners, options, async move {
                     let _ = stop_rx.await;
                 })
                 .await;
@@ -133,6 +147,17 @@ pub fn start_job(lines: usize, every: Duration) -> (JobPipes, std::thread::JoinH
         stderr: err_r.into(),
     };
     (pipes, writer)
+}
+
+/// The pipes of a job that runs until the returned write ends are dropped.
+pub fn open_job() -> (JobPipes, (std::io::PipeWriter, std::io::PipeWriter)) {
+    let (out_r, out_w) = std::io::pipe().unwrap();
+    let (err_r, err_w) = std::io::pipe().unwrap();
+    let pipes = JobPipes {
+        stdout: out_r.into(),
+        stderr: err_r.into(),
+    };
+    (pipes, (out_w, err_w))
 }
 
 /// The lines `start_job` writes to each stream, in order.
@@ -292,4 +317,121 @@ pub async fn eventually<F: FnMut() -> bool>(what: &str, mut cond: F) {
 /// Stored chunks of a job right now (a non-following read).
 pub async fn stored(path: &Path, job: &JobId) -> Vec<LogChunk> {
     read(path, job, 0, false).await.chunks
+}
+
+/// Acting as the spawner: hands over the cgroup directories of a job for sampling.
+pub async fn watch_on(conn: &Conn, job: &JobId, cgroup: &cgroup::TestCgroup) {
+    let (dirs, fds) = cgroup.open_dirs();
+    let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(|f| f.as_fd()).collect();
+    let msg = ToPersistOutput::Watch {
+        job: job.clone(),
+        dirs,
+    };
+    conn.send(&msg, &borrowed).await.expect("send Watch");
+}
+
+/// What one `Metrics` request returned.
+#[derive(Debug)]
+pub struct MetricsResult {
+    pub samples: Vec<MetricSample>,
+    pub next_seq: u64,
+    pub complete: bool,
+}
+
+pub fn metrics_request(
+    job: &JobId,
+    from_ns: u64,
+    to_ns: u64,
+    limit: u32,
+    follow: bool,
+) -> ToPersistLogs {
+    ToPersistLogs::Metrics {
+        job: job.clone(),
+        from_ns,
+        to_ns,
+        limit,
+        follow,
+    }
+}
+
+/// Acting as the frontend: one `Metrics` request on a fresh connection, collected until
+/// `End`; an `Error` reply is returned as such.
+pub async fn metrics(path: &Path, req: ToPersistLogs) -> Result<MetricsResult, FromPersistLogs> {
+    let mut conn = connect(path, Channel::Logs).await.expect("connect logs");
+    conn.send(&req, &[]).await.expect("send Metrics");
+    let mut samples = Vec::new();
+    loop {
+        let msg = tokio::time::timeout(WAIT, conn.recv::<FromPersistLogs>())
+            .await
+            .expect("metric frame in time")
+            .expect("metric frame")
+            .msg;
+        match msg {
+            FromPersistLogs::Metric(s) => samples.push(s),
+            FromPersistLogs::End { next_seq, complete } => {
+                return Ok(MetricsResult {
+                    samples,
+                    next_seq,
+                    complete,
+                });
+            }
+            other => return Err(other),
+        }
+    }
+}
+
+/// A `Metrics` follower running in the background; `samples` fills as they arrive.
+pub struct MetricFollower {
+    pub samples: Arc<Mutex<Vec<MetricSample>>>,
+    /// `(next_seq, complete)` of the `End`, or `None` if the connection broke first.
+    pub task: tokio::task::JoinHandle<Option<(u64, bool)>>,
+}
+
+impl MetricFollower {
+    pub fn start(path: &Path, job: &JobId) -> MetricFollower {
+        let samples = Arc::new(Mutex::new(Vec::new()));
+        let (path, req) = (path.to_owned(), metrics_request(job, 0, 0, 0, true));
+        let task = tokio::spawn({
+            let samples = samples.clone();
+            async move {
+                let mut conn = connect(&path, Channel::Logs).await.ok()?;
+                conn.send(&req, &[]).await.ok()?;
+                loop {
+                    match conn.recv::<FromPersistLogs>().await.ok()?.msg {
+                        FromPersistLogs::Metric(s) => samples.lock().unwrap().push(s),
+                        FromPersistLogs::End { next_seq, complete } => {
+                            return Some((next_seq, complete));
+                        }
+                        other => panic!("unexpected reply to Metrics: {other:?}"),
+                    }
+                }
+            }
+        });
+        MetricFollower { samples, task }
+    }
+
+    pub fn snapshot(&self) -> Vec<MetricSample> {
+        self.samples.lock().unwrap().clone()
+    }
+
+    /// Waits until the samples received satisfy `cond`; returns them.
+    pub async fn until(
+        &self,
+        what: &str,
+        mut cond: impl FnMut(&[MetricSample]) -> bool,
+    ) -> Vec<MetricSample> {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let now = self.snapshot();
+            if cond(&now) {
+                return now;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what}; last samples: {:#?}",
+                &now[now.len().saturating_sub(3)..]
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
 }

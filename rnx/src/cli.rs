@@ -38,6 +38,11 @@ pub enum Command {
         #[command(subcommand)]
         command: JobCommand,
     },
+    /// Show the server's resources: host, CPU, memory, disks, network, I/O, processes
+    Monitor {
+        #[command(subcommand)]
+        command: MonitorCommand,
+    },
     /// List the nodes configured in rnx-config.yml
     Nodes,
     /// Show an example rnx-config.yml and where it is looked for
@@ -70,8 +75,29 @@ pub enum JobCommand {
         #[arg(value_name = "UUID")]
         uuid: String,
     },
+    /// Show a job's CPU, memory, disk I/O and network samples, then live ones until it ends
+    #[command(
+        long_about = "Show a job's resource samples (CPU, memory current/limit, disk I/O, \
+                      network): those recorded so far, then live ones until the job ends \
+                      (Ctrl-C stops following; the job is not affected).\n\nWith --json, one \
+                      JSON object per sample and line. Exits 3 when no sample exists."
+    )]
+    Metrics {
+        #[arg(value_name = "UUID")]
+        uuid: String,
+    },
     /// Stop a running job (SIGTERM, then SIGKILL after a grace period)
     Stop {
+        #[arg(value_name = "UUID")]
+        uuid: String,
+    },
+    /// Cancel a scheduled job: it never runs and stays listed as CANCELED
+    #[command(
+        long_about = "Cancel a scheduled job: it never runs and stays listed as CANCELED.\n\n\
+                      Only a SCHEDULED job can be canceled; a running job is stopped with \
+                      `rnx job stop`."
+    )]
+    Cancel {
         #[arg(value_name = "UUID")]
         uuid: String,
     },
@@ -80,7 +106,45 @@ pub enum JobCommand {
         #[arg(value_name = "UUID")]
         uuid: String,
     },
+    /// Delete every finished job with its logs; running and scheduled jobs are kept
+    DeleteAll,
 }
+
+#[derive(Debug, Subcommand)]
+pub enum MonitorCommand {
+    /// Everything the server reports: host, server version, CPU, memory, disks, network
+    /// interfaces, I/O, processes, cloud
+    Status,
+    /// A condensed snapshot with the top processes
+    #[command(after_help = FILTER_HELP)]
+    Top {
+        /// Sections to show, comma-separated or repeated (default: all)
+        #[arg(long, value_name = "TYPES", value_delimiter = ',')]
+        filter: Vec<String>,
+    },
+    /// Stream the server's metrics, one update every --interval seconds (Ctrl-C to stop)
+    #[command(after_help = FILTER_HELP)]
+    Watch {
+        /// Seconds between updates, 1 to 3600
+        #[arg(long, value_name = "SECONDS", default_value = "5")]
+        interval: String,
+        /// Sections to show, comma-separated or repeated (default: all)
+        #[arg(long, value_name = "TYPES", value_delimiter = ',')]
+        filter: Vec<String>,
+        /// One line per section, no tables
+        #[arg(long)]
+        compact: bool,
+        /// Exit after N updates (an rnx-rs addition, for scripts; default: until Ctrl-C)
+        #[arg(long, value_name = "N")]
+        count: Option<String>,
+    },
+}
+
+pub const FILTER_HELP: &str = "\
+Metric types for --filter: cpu, memory, disk, network, io, process.
+With --json the output is Joblet's UI format (hostInfo, cpuInfo, memoryInfo, disksInfo,
+networkInfo, processesInfo, plus ioInfo and serverVersion); `watch --json` prints one
+object per update and line.";
 
 pub const RUN_HELP: &str = "\
 Run a command as a job on the node.
@@ -108,7 +172,11 @@ Flags:
                           (2025-07-18T20:02:48 local, 2025-07-18T20:02:48Z)
   --upload=PATH           upload a file (as its base name) or a directory's contents
                           into the job's workspace (repeatable)
-  --upload-dir=DIR        upload a directory's contents (repeatable)
+  --upload-dir=DIR        upload a directory's contents (repeatable). Up to 100 MiB in
+                          all; permission bits are kept; a link leading out of the
+                          directory, or a FIFO, socket or device in it, is refused. From
+                          1 MiB on, a progress bar on stderr (on a terminal) shows the
+                          reading and the sending
   --gpu=N, --gpu-memory=SIZE
                           GPUs to allocate and their minimum memory (8GB, 1024MB)
   -f, --follow            stream the job's output right away and exit with the job's exit

@@ -11,6 +11,7 @@ use crate::cause::{self, Cause};
 use crate::config::Target;
 use crate::error::{CliError, Exit};
 use crate::probe;
+use crate::transport::{CountingConnector, SentBytes};
 
 /// The name the server certificate must carry; Joblet's own clients pin it the same way,
 /// whatever address they dial.
@@ -77,6 +78,7 @@ impl ConnectError {
 pub struct Connection {
     channel: Channel,
     target: Target,
+    sent: SentBytes,
 }
 
 /// `host:port` (Joblet's form) or `https://host:port`; plain-text schemes are refused.
@@ -121,8 +123,9 @@ fn endpoint(target: &Target) -> Result<Endpoint, ConnectError> {
 /// Connects now (not lazily) so that an unreachable node or a bad certificate is reported
 /// as such, before any request is sent.
 pub async fn connect(target: &Target) -> Result<Connection, ConnectError> {
+    let sent = SentBytes::default();
     let channel = endpoint(target)?
-        .connect()
+        .connect_with_connector(CountingConnector::new(sent.clone()))
         .await
         .map_err(|e| match cause::find(&e) {
             Some(cause) => ConnectError::from_cause(&target.node, &target.address, cause),
@@ -135,6 +138,7 @@ pub async fn connect(target: &Target) -> Result<Connection, ConnectError> {
     Ok(Connection {
         channel,
         target: target.clone(),
+        sent,
     })
 }
 
@@ -153,6 +157,11 @@ pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
 }
 
 impl Connection {
+    /// Bytes written to the node so far (TLS records included): progress of a large send.
+    pub fn bytes_sent(&self) -> u64 {
+        self.sent.get()
+    }
+
     pub fn jobs(&self) -> JobServiceClient<Channel> {
         JobServiceClient::new(self.channel.clone())
             .max_decoding_message_size(MAX_DECODE_BYTES)

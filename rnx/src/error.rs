@@ -25,15 +25,20 @@ impl Exit {
 /// Text for `--help`: the exit codes scripts can rely on.
 pub const EXIT_CODES_HELP: &str = "\
 Exit codes:
-  0  success
-  1  generic failure (including configuration problems)
-  2  usage error (unknown flag, missing argument)
-  3  not found (job, node)
-  4  permission denied (the certificate's role may not do this)
-  5  server unreachable or unavailable
-  6  TLS or certificate problem
-  7  invalid argument (a flag value, or a request the server refused as invalid)
-  `job run --follow` exits with the job's own exit code.";
+  0    success
+  1    generic failure (configuration problem, a job in the wrong state for the action,
+       a method the server does not offer)
+  2    usage error (unknown flag or command, missing argument)
+  3    not found (no job with that ID or prefix, unknown node, no metrics recorded)
+  4    permission denied (the certificate's role may not do this)
+  5    server unreachable or unavailable
+  6    TLS or certificate problem (wrong CA, certificate refused)
+  7    invalid argument (a bad flag value, a refused upload, or a request the server
+       refused as invalid, such as an ambiguous ID prefix)
+  130  interrupted by Ctrl-C while following `job run --follow`
+  `job run --follow` otherwise exits with the job's own exit code (1 if it did not
+  complete and has none).
+Errors are printed on stderr as `Error: <what was wrong>`, also with --json.";
 
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
@@ -56,6 +61,9 @@ pub enum CliError {
         #[source]
         source: std::io::Error,
     },
+    /// The call worked but there was nothing to show (no metrics recorded).
+    #[error("{0}")]
+    NoData(String),
     #[error("{0}")]
     Failed(String),
 }
@@ -75,6 +83,7 @@ impl CliError {
             CliError::Config(e) => e.exit(),
             CliError::Connect(e) => e.exit(),
             CliError::Rpc { exit, .. } => *exit,
+            CliError::NoData(_) => Exit::NotFound,
             CliError::Io { .. } | CliError::Failed(_) => Exit::Generic,
         }
     }

@@ -9,9 +9,11 @@ mod config;
 mod connect;
 mod duration;
 mod error;
+mod interrupt;
 mod output;
 mod probe;
 mod schedule;
+mod transport;
 
 use std::process::ExitCode;
 
@@ -38,8 +40,8 @@ fn main() -> ExitCode {
         let _ = cli::Cli::command().print_help();
         return ExitCode::SUCCESS;
     }
-    // One thread: a CLI needs no more, and `job run --schedule` reads the local time zone,
-    // which is only safe while the process is single-threaded.
+    // One thread: a CLI needs no more, and `job run --schedule` and `job metrics` read the
+    // local time zone, which is only safe while the process is single-threaded.
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -35,19 +35,46 @@ nodes:
       ...
     ca: |
       ...
+
+  production:                   # another server: rnx --node=production job list
+    address: "prod-joblet.example.com:50051"
+    nodeId: "prod-1"
+    cert: |
+      ... a client certificate signed by production's CA ...
+    key: |
+      ...
+    ca: |
+      ... production's CA ...
 "#;
+
+const FIELDS: &str = "\
+Fields of each node:
+  address    host:port of the server (TLS only; https://host:port is also accepted)
+  isDefault  true for the node used without --node (at most one)
+  nodeId     optional label, shown by `rnx nodes`
+  cert       the client certificate (PEM); its OU is the role: admin, viewer or reader
+  key        the client private key (PEM)
+  ca         the CA that signed the server's certificate (PEM); only this CA is trusted
+";
 
 #[derive(Debug, Serialize)]
 struct HelpJson {
     example: &'static str,
     search_order: Vec<String>,
+    node_selection: &'static str,
+    server_name: &'static str,
 }
+
+const NODE_SELECTION: &str = "--node NAME, else the node with isDefault: true, else the node \
+                              named 'default', else the only node";
 
 pub fn run(globals: &Globals) -> Result<(), CliError> {
     if globals.json {
         return print_json(&HelpJson {
             example: EXAMPLE,
             search_order: locate::describe_search_order(),
+            node_selection: NODE_SELECTION,
+            server_name: crate::connect::SERVER_NAME,
         });
     }
     print_text(&render())
@@ -61,6 +88,8 @@ pub fn render() -> String {
          Example:\n\n",
     );
     out.push_str(EXAMPLE);
+    out.push('\n');
+    out.push_str(FIELDS);
     out.push_str("\nWhere it is looked for, in order (the first one found is used):\n");
     for (i, place) in locate::describe_search_order().iter().enumerate() {
         out.push_str(&format!("  {}. {place}\n", i + 1));
@@ -93,7 +122,11 @@ mod tests {
     fn example_parses_with_our_own_parser() {
         let c = ClientConfig::parse(EXAMPLE, Path::new("example")).unwrap();
         assert_eq!(c.default_node().unwrap(), "default");
-        assert_eq!(c.nodes.len(), 2);
+        assert_eq!(c.nodes.len(), 3);
+        assert_eq!(
+            c.nodes["production"].address,
+            "prod-joblet.example.com:50051"
+        );
     }
 
     #[test]
@@ -103,5 +136,6 @@ mod tests {
         let home = text.find("~/.rnx/rnx-config.yml").unwrap();
         let opt = text.find("/opt/joblet/config/rnx-config.yml").unwrap();
         assert!(env < home && home < opt, "{text}");
+        assert!(text.contains("isDefault  true for the node used without --node"));
     }
 }

@@ -2,12 +2,13 @@
 
 pub mod config_help;
 pub mod job;
+pub mod monitor;
 pub mod nodes;
 pub mod version;
 
 use std::path::PathBuf;
 
-use crate::cli::{Cli, Command, JobCommand};
+use crate::cli::{Cli, Command, JobCommand, MonitorCommand};
 use crate::config;
 use crate::connect::{self, Connection};
 use crate::error::CliError;
@@ -54,10 +55,35 @@ pub async fn dispatch(cli: Cli) -> Result<u8, CliError> {
             JobCommand::List => job::list::run(&globals).await.map(|()| 0),
             JobCommand::Status { uuid } => job::status::run(&globals, &uuid).await.map(|()| 0),
             JobCommand::Log { uuid } => job::log::run(&globals, &uuid).await.map(|()| 0),
+            JobCommand::Metrics { uuid } => job::metrics::run(&globals, &uuid).await.map(|()| 0),
             JobCommand::Stop { uuid } => job::stop::run(&globals, &uuid).await.map(|()| 0),
+            JobCommand::Cancel { uuid } => job::cancel::run(&globals, &uuid).await.map(|()| 0),
             JobCommand::Delete { uuid } => job::delete::run(&globals, &uuid).await.map(|()| 0),
+            JobCommand::DeleteAll => job::delete_all::run(&globals).await.map(|()| 0),
         },
+        Command::Monitor { command } => run_monitor(&globals, command).await.map(|()| 0),
         Command::Nodes => nodes::run(&globals).map(|()| 0),
         Command::ConfigHelp => config_help::run(&globals).map(|()| 0),
+    }
+}
+
+async fn run_monitor(globals: &Globals, command: MonitorCommand) -> Result<(), CliError> {
+    match command {
+        MonitorCommand::Status => monitor::status::run(globals).await,
+        MonitorCommand::Top { filter } => monitor::top::run(globals, &filter).await,
+        MonitorCommand::Watch {
+            interval,
+            filter,
+            compact,
+            count,
+        } => {
+            let args = monitor::watch::WatchArgs {
+                interval,
+                filter,
+                compact,
+                count,
+            };
+            monitor::watch::run(globals, &args).await
+        }
     }
 }

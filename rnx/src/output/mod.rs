@@ -2,6 +2,8 @@
 //!
 //! A closed stdout (`rnx job list | head -1`) is not an error: output simply stops.
 
+pub mod bytes;
+pub mod progress;
 pub mod table;
 pub mod timefmt;
 

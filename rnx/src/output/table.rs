@@ -95,6 +95,23 @@ pub fn truncate_line(text: &str, max: usize) -> String {
     first.to_string()
 }
 
+/// `Label:  value` lines with the values aligned, each line starting with `indent`.
+pub fn fields(rows: &[(&str, String)], indent: &str) -> String {
+    let width = rows.iter().map(|(l, _)| width(l)).max().unwrap_or(0) + 1;
+    let mut out = String::new();
+    for (label, value) in rows {
+        let label = format!("{label}:");
+        out.push_str(format!("{indent}{label:<width$} {value}").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// Every line of `text` with `prefix` in front.
+pub fn indent(text: &str, prefix: &str) -> String {
+    text.lines().map(|l| format!("{prefix}{l}\n")).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,5 +155,19 @@ mod tests {
         let exact = "y".repeat(80);
         assert_eq!(truncate_line(&exact, 80), exact);
         assert_eq!(truncate_line("", 80), "");
+    }
+
+    #[test]
+    fn fields_align_their_values() {
+        let text = fields(
+            &[
+                ("Cores", "2".into()),
+                ("Load Average", "0.5".into()),
+                ("Empty", String::new()),
+            ],
+            "  ",
+        );
+        assert_eq!(text, "  Cores:        2\n  Load Average: 0.5\n  Empty:\n");
+        assert_eq!(indent("a\nb\n", "> "), "> a\n> b\n");
     }
 }

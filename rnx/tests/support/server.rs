@@ -2,7 +2,8 @@
 //! `MonitoringService` code over mutual TLS, so the client is tested against real TLS,
 //! real HTTP/2 and real streaming. Its "jobs" are scripted: a job prints its arguments
 //! (one chunk per argument) and exits with the code in its `EXIT` variable; a job whose
-//! command is `forever` never ends.
+//! command is `forever` never ends; a job with a schedule waits as SCHEDULED. Each job has
+//! two metric samples, unless its command is `nometrics`.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -37,6 +38,10 @@ pub struct JobEntry {
 pub struct State {
     pub jobs: Mutex<BTreeMap<String, JobEntry>>,
     next: Mutex<u64>,
+    /// Answer CancelJob with UNIMPLEMENTED, as Joblet's own server does.
+    pub cancel_unimplemented: std::sync::atomic::AtomicBool,
+    /// The last StreamSystemMetrics request.
+    pub watch_request: Mutex<Option<StreamMetricsRequest>>,
 }
 
 #[derive(Clone)]
@@ -108,17 +113,22 @@ impl JobService for Service {
             *next += 1;
             format!("{:08x}-0000-4000-8000-{:012x}", *next, *next)
         };
+        let status = if request.schedule.is_empty() {
+            "RUNNING"
+        } else {
+            "SCHEDULED"
+        };
         self.state.jobs.lock().unwrap().insert(
             id.clone(),
             JobEntry {
                 request,
-                status: "RUNNING".into(),
+                status: status.into(),
                 exit_code: 0,
             },
         );
         Ok(Response::new(RunJobResponse {
             job_uuid: id,
-            status: "RUNNING".into(),
+            status: status.into(),
         }))
     }
 
@@ -128,7 +138,7 @@ impl JobService for Service {
     ) -> Result<Response<GetJobStatusResponse>, Status> {
         let (id, job) = self.resolve(&req.get_ref().uuid)?;
         let r = &job.request;
-        let terminal = job.status != "RUNNING";
+        let terminal = !matches!(job.status.as_str(), "RUNNING" | "SCHEDULED");
         let mut response = Response::new(GetJobStatusResponse {
             uuid: id,
             command: r.command.clone(),
@@ -172,6 +182,13 @@ impl JobService for Service {
     ) -> Result<Response<StopJobResponse>, Status> {
         self.deny_viewer(&req, "StopJob")?;
         let (id, job) = self.resolve(&req.get_ref().uuid)?;
+        if job.status == "SCHEDULED" {
+            self.set(&id, "CANCELED", 0);
+            return Ok(Response::new(StopJobResponse {
+                uuid: id,
+                ..Default::default()
+            }));
+        }
         if job.status != "RUNNING" {
             return Err(Status::failed_precondition(format!(
                 "job {id} is not running"
@@ -187,11 +204,25 @@ impl JobService for Service {
 
     async fn cancel_job(
         &self,
-        _: Request<CancelJobRequest>,
+        req: Request<CancelJobRequest>,
     ) -> Result<Response<CancelJobResponse>, Status> {
-        Err(Status::unimplemented(
-            "CancelJob: scheduling is not implemented",
-        ))
+        use std::sync::atomic::Ordering;
+        if self.state.cancel_unimplemented.load(Ordering::Relaxed) {
+            return Err(Status::unimplemented("CancelJob"));
+        }
+        self.deny_viewer(&req, "CancelJob")?;
+        let (id, job) = self.resolve(&req.get_ref().uuid)?;
+        if job.status != "SCHEDULED" {
+            return Err(Status::failed_precondition(format!(
+                "job {id} is {}; only a SCHEDULED job can be canceled",
+                job.status
+            )));
+        }
+        self.set(&id, "CANCELED", 0);
+        Ok(Response::new(CancelJobResponse {
+            uuid: id,
+            status: "CANCELED".into(),
+        }))
     }
 
     async fn delete_job(
@@ -215,9 +246,19 @@ impl JobService for Service {
 
     async fn delete_all_jobs(
         &self,
-        _: Request<DeleteAllJobsRequest>,
+        req: Request<DeleteAllJobsRequest>,
     ) -> Result<Response<DeleteAllJobsResponse>, Status> {
-        Err(Status::unimplemented("DeleteAllJobs"))
+        self.deny_viewer(&req, "DeleteAllJobs")?;
+        let mut jobs = self.state.jobs.lock().unwrap();
+        let before = jobs.len();
+        jobs.retain(|_, j| matches!(j.status.as_str(), "RUNNING" | "SCHEDULED"));
+        let deleted = (before - jobs.len()) as i32;
+        Ok(Response::new(DeleteAllJobsResponse {
+            success: true,
+            message: format!("deleted {deleted} jobs"),
+            deleted_count: deleted,
+            skipped_count: jobs.len() as i32,
+        }))
     }
 
     type GetJobLogsStream = BoxStream<DataChunk>;
@@ -277,9 +318,27 @@ impl JobService for Service {
     type StreamJobMetricsStream = BoxStream<JobMetricsEvent>;
     async fn stream_job_metrics(
         &self,
-        _: Request<StreamJobMetricsRequest>,
+        req: Request<StreamJobMetricsRequest>,
     ) -> Result<Response<Self::StreamJobMetricsStream>, Status> {
-        Err(Status::unimplemented("metrics"))
+        let (id, job) = self.resolve(&req.get_ref().job_uuid)?;
+        let samples: Vec<Result<JobMetricsEvent, Status>> = if job.request.command == "nometrics" {
+            Vec::new()
+        } else {
+            (1..=2)
+                .map(|i| {
+                    Ok(JobMetricsEvent {
+                        timestamp: 1_795_450_850_000_000_000 + i * 5_000_000_000,
+                        job_uuid: id.clone(),
+                        cpu_percent: 10.0 * i as f64,
+                        memory_bytes: i << 20,
+                        memory_limit: i64::from(job.request.max_memory) << 20,
+                        disk_write_bytes: 4096 * i,
+                        ..Default::default()
+                    })
+                })
+                .collect()
+        };
+        Ok(Response::new(Box::pin(tokio_stream::iter(samples))))
     }
 
     type GetJobMetricsStream = BoxStream<JobMetricsEvent>;
@@ -314,7 +373,36 @@ impl MonitoringService for Service {
         _: Request<EmptyRequest>,
     ) -> Result<Response<SystemStatusResponse>, Status> {
         Ok(Response::new(SystemStatusResponse {
+            timestamp: "2026-11-23T16:20:50Z".into(),
             available: true,
+            host: Some(HostInfo {
+                hostname: "test-host".into(),
+                os: "linux".into(),
+                ..Default::default()
+            }),
+            cpu: Some(CpuMetrics {
+                cores: 2,
+                usage_percent: 12.5,
+                load_average: vec![0.1, 0.2, 0.3],
+                ..Default::default()
+            }),
+            memory: Some(MemoryMetrics {
+                total_bytes: 4 << 30,
+                used_bytes: 1 << 30,
+                usage_percent: 25.0,
+                ..Default::default()
+            }),
+            processes: Some(ProcessMetrics {
+                total_processes: 99,
+                top_by_cpu: vec![ProcessInfo {
+                    pid: 7,
+                    name: "busy".into(),
+                    command: "busy --loop".into(),
+                    cpu_percent: 50.0,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
             server_version: Some(ServerVersionInfo {
                 version: SERVER_VERSION.into(),
                 ..Default::default()
@@ -326,9 +414,28 @@ impl MonitoringService for Service {
     type StreamSystemMetricsStream = BoxStream<SystemMetricsResponse>;
     async fn stream_system_metrics(
         &self,
-        _: Request<StreamMetricsRequest>,
+        req: Request<StreamMetricsRequest>,
     ) -> Result<Response<Self::StreamSystemMetricsStream>, Status> {
-        Err(Status::unimplemented("metrics"))
+        *self.state.watch_request.lock().unwrap() = Some(req.into_inner());
+        // Samples at once, then an open stream: the client decides when to stop.
+        let samples = (1..=3).map(|i| {
+            Ok(SystemMetricsResponse {
+                timestamp: format!("2026-11-23T16:20:5{i}Z"),
+                host: Some(HostInfo {
+                    hostname: "test-host".into(),
+                    ..Default::default()
+                }),
+                cpu: Some(CpuMetrics {
+                    cores: 2,
+                    usage_percent: 10.0 * f64::from(i),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+        });
+        let live =
+            tokio_stream::StreamExt::chain(tokio_stream::iter(samples), tokio_stream::pending());
+        Ok(Response::new(Box::pin(live)))
     }
 }
 

@@ -6,6 +6,7 @@ use serde::Serialize;
 use crate::commands::Globals;
 use crate::connect::Connection;
 use crate::error::CliError;
+use crate::interrupt;
 use crate::output::{Flow, print_json_line, timefmt, write_raw};
 
 /// How a log stream ended.
@@ -43,7 +44,7 @@ pub async fn stream(conn: &Connection, uuid: &str, json: bool) -> Result<StreamE
         .call("GetJobLogs", conn.jobs().get_job_logs(request))
         .await?
         .into_inner();
-    let interrupted = ctrl_c();
+    let interrupted = interrupt::ctrl_c();
     tokio::pin!(interrupted);
     loop {
         let next = tokio::select! {
@@ -69,13 +70,5 @@ pub async fn stream(conn: &Connection, uuid: &str, json: bool) -> Result<StreamE
         if flow == Flow::Closed {
             return Ok(StreamEnd::ReaderGone);
         }
-    }
-}
-
-/// Resolves on Ctrl-C; never, if the handler cannot be installed (then Ctrl-C simply ends
-/// the process, which is also fine).
-async fn ctrl_c() {
-    if tokio::signal::ctrl_c().await.is_err() {
-        std::future::pending::<()>().await;
     }
 }

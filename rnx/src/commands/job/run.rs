@@ -7,7 +7,7 @@ use time::OffsetDateTime;
 
 use super::follow;
 use super::run_args::{self, Parsed, RunArgs};
-use super::uploads;
+use super::{transfer, uploads};
 use crate::cli::RUN_HELP;
 use crate::commands::Globals;
 use crate::error::CliError;
@@ -36,15 +36,15 @@ pub async fn run(globals: &Globals, words: &[String]) -> Result<u8, CliError> {
     // Before connecting: the local time zone can only be read while the process has a
     // single thread, and bad flags should not cost a round trip.
     let scheduled_time = resolve_schedule(&args.schedule)?;
-    let collected = uploads::collect(&args.uploads, &args.upload_dirs)?;
-    for note in &collected.notes {
+    let plan = uploads::plan(&args.uploads, &args.upload_dirs)?;
+    for note in &plan.notes {
         eprintln!("{note}");
     }
-    if !collected.files.is_empty() {
+    if !plan.is_empty() {
         let notice = format!(
             "Uploading {} files ({:.2} MB)...",
-            collected.files.len(),
-            collected.total_bytes as f64 / 1024.0 / 1024.0
+            plan.file_count(),
+            plan.total_bytes as f64 / 1024.0 / 1024.0
         );
         if args.follow {
             eprintln!("{notice}");
@@ -52,14 +52,13 @@ pub async fn run(globals: &Globals, words: &[String]) -> Result<u8, CliError> {
             print_text(&notice)?;
         }
     }
+    let files_uploaded = plan.file_count();
 
+    // Connected first, so an unreachable node is reported before large files are read.
     let conn = globals.connect().await?;
-    let request = build_request(&args, &scheduled_time, collected.files);
-    let files_uploaded = request.uploads.iter().filter(|f| !f.is_directory).count();
-    let reply = conn
-        .call("RunJob", conn.jobs().run_job(request))
-        .await?
-        .into_inner();
+    let files = transfer::read_uploads(plan)?;
+    let request = build_request(&args, &scheduled_time, files);
+    let reply = transfer::send(&conn, request).await?;
 
     let submitted = Submitted {
         job_uuid: reply.job_uuid,

@@ -1,18 +1,25 @@
-//! `--upload` and `--upload-dir`: files read here and sent inline in RunJob.
+//! `--upload` and `--upload-dir`: files sent inline in RunJob.
 //!
 //! A file is uploaded under its base name; a directory's contents land at the workspace
 //! root with their relative paths (as Joblet does). Only permission bits travel (no
-//! setuid/setgid/sticky). Symbolic links inside a directory are skipped, so an upload never
-//! reaches outside the tree the user named.
+//! setuid/setgid/sticky). Inside a directory, a symbolic link to a file within the same tree
+//! is uploaded as a copy of that file; a link that leads outside the tree, or nowhere, and
+//! any special file (FIFO, socket, device) is refused with its path, so an upload never
+//! carries more than the tree the user named (Joblet's rnx followed such links).
+//!
+//! Uploading is done in two steps: [`plan`] walks the paths and checks names, sizes and the
+//! total before anything is read; [`read`] then reads the files, reporting progress.
 
 use std::collections::BTreeSet;
 use std::fs::{self, Metadata};
+use std::io::Read;
 use std::path::{Component, Path, PathBuf};
 
 use joblet_api_proto::FileUpload;
 
 /// Uploads travel inside one gRPC message; keep well under the server's 128 MiB.
 pub const MAX_TOTAL_BYTES: u64 = 100 * 1024 * 1024;
+const READ_CHUNK: usize = 256 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum UploadError {
@@ -31,41 +38,74 @@ pub enum UploadError {
     #[error("{flag}: two uploads would both be written to '{target}'")]
     Duplicate { flag: &'static str, target: String },
     #[error(
+        "{flag}: refusing {}: it is a symbolic link to {}, outside {}",
+        path.display(), target.display(), root.display()
+    )]
+    LinkOutside {
+        flag: &'static str,
+        path: PathBuf,
+        target: PathBuf,
+        root: PathBuf,
+    },
+    #[error("{flag}: refusing {}: it is a symbolic link to nothing", path.display())]
+    LinkDangling { flag: &'static str, path: PathBuf },
+    #[error(
+        "{flag}: refusing {}: it is a {kind}; only regular files and directories can be \
+         uploaded",
+        path.display()
+    )]
+    Special {
+        flag: &'static str,
+        path: PathBuf,
+        kind: &'static str,
+    },
+    #[error(
         "--upload: the uploads total more than {} MiB; use a volume for large data",
         MAX_TOTAL_BYTES >> 20
     )]
     TooLarge,
 }
 
-/// The collected uploads, and notes for stderr (skipped links).
+/// One thing to create in the workspace: a directory, or a file read from `source`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub target: String,
+    pub mode: u32,
+    pub source: Option<PathBuf>,
+    pub size: u64,
+    flag: &'static str,
+}
+
+/// What will be uploaded, checked but not read yet; and notes for stderr.
 #[derive(Debug, Default)]
-pub struct Collected {
-    pub files: Vec<FileUpload>,
+pub struct Plan {
+    pub entries: Vec<Entry>,
     pub total_bytes: u64,
     pub notes: Vec<String>,
     targets: BTreeSet<String>,
 }
 
-pub fn collect(uploads: &[PathBuf], upload_dirs: &[PathBuf]) -> Result<Collected, UploadError> {
-    let mut c = Collected::default();
+impl Plan {
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn file_count(&self) -> usize {
+        self.entries.iter().filter(|e| e.source.is_some()).count()
+    }
+}
+
+pub fn plan(uploads: &[PathBuf], upload_dirs: &[PathBuf]) -> Result<Plan, UploadError> {
+    let mut p = Plan::default();
     for path in uploads {
         let meta = stat("--upload", path)?;
         if meta.is_dir() {
-            c.walk("--upload", path, path)?;
+            p.walk_root("--upload", path)?;
+        } else if meta.is_file() {
+            let name = base_name("--upload", path)?;
+            p.add_file("--upload", path, name, &meta)?;
         } else {
-            let name = path
-                .file_name()
-                .ok_or_else(|| UploadError::NoName {
-                    flag: "--upload",
-                    path: path.clone(),
-                })?
-                .to_str()
-                .ok_or_else(|| UploadError::NotUtf8 {
-                    flag: "--upload",
-                    path: path.clone(),
-                })?
-                .to_string();
-            c.add_file("--upload", path, name, &meta)?;
+            return Err(special("--upload", path, &meta));
         }
     }
     for dir in upload_dirs {
@@ -75,9 +115,64 @@ pub fn collect(uploads: &[PathBuf], upload_dirs: &[PathBuf]) -> Result<Collected
                 path: dir.clone(),
             });
         }
-        c.walk("--upload-dir", dir, dir)?;
+        p.walk_root("--upload-dir", dir)?;
     }
-    Ok(c)
+    Ok(p)
+}
+
+/// Reads the planned files, calling `progress` with the bytes read so far.
+pub fn read(plan: Plan, mut progress: impl FnMut(u64)) -> Result<Vec<FileUpload>, UploadError> {
+    let mut done = 0u64;
+    let mut files = Vec::with_capacity(plan.entries.len());
+    for entry in plan.entries {
+        let Some(source) = &entry.source else {
+            files.push(FileUpload {
+                path: entry.target,
+                content: Vec::new(),
+                mode: entry.mode,
+                is_directory: true,
+            });
+            continue;
+        };
+        let content = read_file(entry.flag, source, entry.size, &mut done, &mut progress)?;
+        files.push(FileUpload {
+            path: entry.target,
+            content,
+            mode: entry.mode,
+            is_directory: false,
+        });
+    }
+    Ok(files)
+}
+
+fn read_file(
+    flag: &'static str,
+    path: &Path,
+    expected: u64,
+    done: &mut u64,
+    progress: &mut impl FnMut(u64),
+) -> Result<Vec<u8>, UploadError> {
+    let read_err = |source| UploadError::Read {
+        flag,
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut file = fs::File::open(path).map_err(read_err)?;
+    let mut content = Vec::with_capacity(usize::try_from(expected).unwrap_or(0));
+    let mut chunk = vec![0u8; READ_CHUNK];
+    loop {
+        let n = file.read(&mut chunk).map_err(read_err)?;
+        if n == 0 {
+            return Ok(content);
+        }
+        *done += n as u64;
+        // A file that grew since it was planned still counts against the limit.
+        if *done > MAX_TOTAL_BYTES {
+            return Err(UploadError::TooLarge);
+        }
+        content.extend_from_slice(&chunk[..n]);
+        progress(*done);
+    }
 }
 
 fn stat(flag: &'static str, path: &Path) -> Result<Metadata, UploadError> {
@@ -89,8 +184,37 @@ fn stat(flag: &'static str, path: &Path) -> Result<Metadata, UploadError> {
     })
 }
 
-impl Collected {
-    fn walk(&mut self, flag: &'static str, root: &Path, dir: &Path) -> Result<(), UploadError> {
+fn base_name(flag: &'static str, path: &Path) -> Result<String, UploadError> {
+    path.file_name()
+        .ok_or_else(|| UploadError::NoName {
+            flag,
+            path: path.to_path_buf(),
+        })?
+        .to_str()
+        .map(str::to_string)
+        .ok_or_else(|| UploadError::NotUtf8 {
+            flag,
+            path: path.to_path_buf(),
+        })
+}
+
+impl Plan {
+    fn walk_root(&mut self, flag: &'static str, root: &Path) -> Result<(), UploadError> {
+        let real_root = fs::canonicalize(root).map_err(|source| UploadError::Read {
+            flag,
+            path: root.to_path_buf(),
+            source,
+        })?;
+        self.walk(flag, root, &real_root, root)
+    }
+
+    fn walk(
+        &mut self,
+        flag: &'static str,
+        root: &Path,
+        real_root: &Path,
+        dir: &Path,
+    ) -> Result<(), UploadError> {
         let read_err = |source| UploadError::Read {
             flag,
             path: dir.to_path_buf(),
@@ -110,29 +234,62 @@ impl Collected {
             })?;
             let target = relative_target(flag, root, &path)?;
             if meta.file_type().is_symlink() {
-                self.notes.push(format!(
-                    "note: {flag}: skipping symbolic link {}",
-                    path.display()
-                ));
+                self.add_link(flag, root, real_root, &path, target)?;
             } else if meta.is_dir() {
                 self.claim(flag, &target)?;
-                self.files.push(FileUpload {
-                    path: target,
-                    content: Vec::new(),
+                self.entries.push(Entry {
+                    target,
                     mode: mode_of(&meta),
-                    is_directory: true,
+                    source: None,
+                    size: 0,
+                    flag,
                 });
-                self.walk(flag, root, &path)?;
+                self.walk(flag, root, real_root, &path)?;
             } else if meta.is_file() {
                 self.add_file(flag, &path, target, &meta)?;
             } else {
-                self.notes.push(format!(
-                    "note: {flag}: skipping {} (not a regular file)",
-                    path.display()
-                ));
+                return Err(special(flag, &path, &meta));
             }
         }
         Ok(())
+    }
+
+    /// A link inside an uploaded tree: a copy of its file if it stays inside the tree.
+    fn add_link(
+        &mut self,
+        flag: &'static str,
+        root: &Path,
+        real_root: &Path,
+        path: &Path,
+        target: String,
+    ) -> Result<(), UploadError> {
+        let Ok(resolved) = fs::canonicalize(path) else {
+            return Err(UploadError::LinkDangling {
+                flag,
+                path: path.to_path_buf(),
+            });
+        };
+        if !resolved.starts_with(real_root) {
+            return Err(UploadError::LinkOutside {
+                flag,
+                path: path.to_path_buf(),
+                target: resolved,
+                root: root.to_path_buf(),
+            });
+        }
+        let meta = stat(flag, &resolved)?;
+        if meta.is_dir() {
+            // Its files are uploaded where they really are; following it could loop.
+            self.notes.push(format!(
+                "note: {flag}: skipping {}, a symbolic link to a directory of the same upload",
+                path.display()
+            ));
+            return Ok(());
+        }
+        if !meta.is_file() {
+            return Err(special(flag, path, &meta));
+        }
+        self.add_file(flag, path, target, &meta)
     }
 
     fn add_file(
@@ -147,16 +304,12 @@ impl Collected {
             return Err(UploadError::TooLarge);
         }
         self.claim(flag, &target)?;
-        let content = fs::read(path).map_err(|source| UploadError::Read {
-            flag,
-            path: path.to_path_buf(),
-            source,
-        })?;
-        self.files.push(FileUpload {
-            path: target,
-            content,
+        self.entries.push(Entry {
+            target,
             mode: mode_of(meta),
-            is_directory: false,
+            source: Some(path.to_path_buf()),
+            size: meta.len(),
+            flag,
         });
         Ok(())
     }
@@ -170,6 +323,34 @@ impl Collected {
         }
         Ok(())
     }
+}
+
+fn special(flag: &'static str, path: &Path, meta: &Metadata) -> UploadError {
+    UploadError::Special {
+        flag,
+        path: path.to_path_buf(),
+        kind: special_kind(meta),
+    }
+}
+
+#[cfg(unix)]
+fn special_kind(meta: &Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    let t = meta.file_type();
+    if t.is_fifo() {
+        "FIFO"
+    } else if t.is_socket() {
+        "socket"
+    } else if t.is_block_device() || t.is_char_device() {
+        "device"
+    } else {
+        "special file"
+    }
+}
+
+#[cfg(not(unix))]
+fn special_kind(_: &Metadata) -> &'static str {
+    "special file"
 }
 
 /// `path` relative to `root`, with `/` separators on every platform.
@@ -203,87 +384,5 @@ fn mode_of(meta: &Metadata) -> u32 {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn files_go_by_base_name_and_directories_by_relative_path() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("script.py");
-        fs::write(&file, b"print(1)").unwrap();
-        let tree = dir.path().join("proj");
-        fs::create_dir_all(tree.join("src")).unwrap();
-        fs::write(tree.join("main.py"), b"m").unwrap();
-        fs::write(tree.join("src").join("lib.py"), b"l").unwrap();
-
-        let c = collect(&[file, tree], &[]).unwrap();
-        let got: Vec<(&str, bool)> = c
-            .files
-            .iter()
-            .map(|f| (f.path.as_str(), f.is_directory))
-            .collect();
-        assert_eq!(
-            got,
-            [
-                ("script.py", false),
-                ("main.py", false),
-                ("src", true),
-                ("src/lib.py", false)
-            ]
-        );
-        assert_eq!(c.files[0].content, b"print(1)");
-        assert_eq!(c.total_bytes, 10);
-    }
-
-    #[test]
-    fn clashing_targets_are_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        for sub in ["a", "b"] {
-            fs::create_dir(dir.path().join(sub)).unwrap();
-            fs::write(dir.path().join(sub).join("same.txt"), b"x").unwrap();
-        }
-        let err = collect(
-            &[dir.path().join("a/same.txt"), dir.path().join("b/same.txt")],
-            &[],
-        )
-        .unwrap_err();
-        assert!(err.to_string().contains("same.txt"), "{err}");
-    }
-
-    #[test]
-    fn missing_paths_and_non_directories_name_the_flag() {
-        let dir = tempfile::tempdir().unwrap();
-        let err = collect(&[dir.path().join("nope")], &[]).unwrap_err();
-        assert!(
-            err.to_string().starts_with("--upload: cannot read"),
-            "{err}"
-        );
-        let file = dir.path().join("f");
-        fs::write(&file, b"x").unwrap();
-        let err = collect(&[], &[file]).unwrap_err();
-        assert!(err.to_string().starts_with("--upload-dir:"), "{err}");
-    }
-
-    #[cfg(unix)]
-    #[test]
-    fn only_permission_bits_travel_and_links_are_skipped() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap();
-        let tree = dir.path().join("t");
-        fs::create_dir(&tree).unwrap();
-        let tool = tree.join("tool");
-        fs::write(&tool, b"#!/bin/sh").unwrap();
-        fs::set_permissions(&tool, fs::Permissions::from_mode(0o4755)).unwrap();
-        std::os::unix::fs::symlink("/etc/hostname", tree.join("link")).unwrap();
-
-        let c = collect(&[], &[tree]).unwrap();
-        assert_eq!(c.files.len(), 1);
-        assert_eq!(c.files[0].path, "tool");
-        assert_eq!(c.files[0].mode, 0o755);
-        assert!(
-            c.notes.iter().any(|n| n.contains("symbolic link")),
-            "{:?}",
-            c.notes
-        );
-    }
-}
+#[path = "uploads_tests.rs"]
+mod tests;

@@ -49,28 +49,56 @@ fn run() -> anyhow::Result<()> {
     let tcp_fd_number =
         settings::tcp_listener(&settings.listen).context("the settings name no TCP listener")?;
     let tcp_fd = inherit::take(tcp_fd_number).context("taking the TCP listener")?;
-    harden::close_stray_fds(&[tcp_fd_number]);
+    // The Prometheus listener exists only when `monitoring.bind_address` is configured.
+    let metrics_fd_number = settings::metrics_listener(&settings.listen);
+    let metrics_fd = metrics_fd_number
+        .map(inherit::take)
+        .transpose()
+        .context("taking the metrics listener")?;
+    let keep: Vec<RawFd> = std::iter::once(tcp_fd_number)
+        .chain(metrics_fd_number)
+        .collect();
+    harden::close_stray_fds(&keep);
     harden::private_dir(&settings.data_dir)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(serve(settings, tcp_fd))
+    runtime.block_on(serve(settings, tcp_fd, metrics_fd))
 }
 
-async fn serve(settings: FrontendSettings, tcp_fd: OwnedFd) -> anyhow::Result<()> {
-    if !getsockopt(&tcp_fd, sockopt::AcceptConn).context("inspecting the TCP listener")? {
-        bail!("the inherited TCP socket is not listening");
+/// An inherited listening TCP socket, registered with the runtime.
+fn inherited_listener(fd: OwnedFd, what: &str) -> anyhow::Result<TcpListener> {
+    if !getsockopt(&fd, sockopt::AcceptConn).with_context(|| format!("inspecting the {what}"))? {
+        bail!("the inherited {what} is not listening");
     }
-    let std_listener = std::net::TcpListener::from(tcp_fd);
+    let std_listener = std::net::TcpListener::from(fd);
     std_listener.set_nonblocking(true)?;
-    let local = std_listener
+    TcpListener::from_std(std_listener).with_context(|| format!("registering the {what}"))
+}
+
+async fn serve(
+    settings: FrontendSettings,
+    tcp_fd: OwnedFd,
+    metrics_fd: Option<OwnedFd>,
+) -> anyhow::Result<()> {
+    let listener = inherited_listener(tcp_fd, "TCP listener")?;
+    let local = listener
         .local_addr()
         .context("the inherited TCP listener has no address")?;
-    let listener = TcpListener::from_std(std_listener).context("registering the TCP listener")?;
+    let metrics = metrics_fd
+        .map(|fd| inherited_listener(fd, "metrics listener"))
+        .transpose()?;
     let audit = AuditLog::open(&settings.audit_log).context("opening the audit log")?;
     tracing::info!(address = %settings.address, listening = %local, node = %settings.node_id, "joblet-api serving");
-    let result = server::serve(&settings, listener, audit.clone(), shutdown_signal()).await;
+    let result = server::serve_with_metrics(
+        &settings,
+        listener,
+        metrics,
+        audit.clone(),
+        shutdown_signal(),
+    )
+    .await;
     if !audit.flush(Duration::from_secs(2)).await {
         tracing::error!("audit log did not flush at shutdown");
     }

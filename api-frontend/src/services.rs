@@ -1,10 +1,10 @@
-//! The services beyond jobs (networks, volumes, monitoring, runtimes). None is implemented
-//! yet: every method is authorised and audited like any other, then answers UNIMPLEMENTED
-//! naming what is missing, so no client mistakes an absent feature for a success.
+//! The services beyond jobs and monitoring (networks, volumes, runtimes). None is
+//! implemented yet: every method is authorised and audited like any other, then answers
+//! UNIMPLEMENTED naming what is missing, so no client mistakes an absent feature for a
+//! success.
 
 use std::sync::Arc;
 
-use joblet_api_proto::monitoring_service_server::MonitoringService;
 use joblet_api_proto::network_service_server::NetworkService;
 use joblet_api_proto::runtime_service_server::RuntimeService;
 use joblet_api_proto::volume_service_server::VolumeService;
@@ -16,12 +16,11 @@ use crate::rbac::Rpc;
 
 const NO_NETWORKS: &str = "custom networks are not implemented yet";
 const NO_VOLUMES: &str = "volumes are not implemented yet";
-const NO_MONITORING: &str = "host monitoring is not implemented yet";
 const NO_RUNTIMES: &str = "runtimes are not implemented yet";
 
 type Stream<T> = tokio_stream::Empty<Result<T, Status>>;
 
-/// One value serving all four services; only the gate is needed.
+/// One value serving all three services; only the gate is needed.
 #[derive(Clone)]
 pub struct Unimplemented {
     gate: Arc<Gate>,
@@ -81,25 +80,6 @@ impl VolumeService for Unimplemented {
         req: Request<RemoveVolumeRequest>,
     ) -> Result<Response<RemoveVolumeResponse>, Status> {
         Err(self.refuse(&req, Rpc::RemoveVolume, NO_VOLUMES))
-    }
-}
-
-#[tonic::async_trait]
-impl MonitoringService for Unimplemented {
-    async fn get_system_status(
-        &self,
-        req: Request<EmptyRequest>,
-    ) -> Result<Response<SystemStatusResponse>, Status> {
-        Err(self.refuse(&req, Rpc::GetSystemStatus, NO_MONITORING))
-    }
-
-    type StreamSystemMetricsStream = Stream<SystemMetricsResponse>;
-
-    async fn stream_system_metrics(
-        &self,
-        req: Request<StreamMetricsRequest>,
-    ) -> Result<Response<Self::StreamSystemMetricsStream>, Status> {
-        Err(self.refuse(&req, Rpc::StreamSystemMetrics, NO_MONITORING))
     }
 }
 

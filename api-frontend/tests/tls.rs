@@ -8,7 +8,9 @@ use std::sync::Arc;
 
 use joblet_api_proto::job_service_client::JobServiceClient;
 use joblet_api_proto::network_service_client::NetworkServiceClient;
-use joblet_api_proto::{CancelJobRequest, CreateNetworkRequest, EmptyRequest, RunJobRequest};
+use joblet_api_proto::{
+    CreateNetworkRequest, EmptyRequest, GetJobTelematicsRequest, RunJobRequest,
+};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use support::{Credentials, Pki, Server};
@@ -29,17 +31,20 @@ async fn admin_gets_in_and_unimplemented_methods_say_so() {
     let admin = pki.client("admin-client", Some("admin"));
     let mut jobs = JobServiceClient::new(server.channel(Some(&admin)).await.unwrap());
     let err = jobs
-        .cancel_job(CancelJobRequest { uuid: "x".into() })
+        .get_job_telematics(GetJobTelematicsRequest {
+            job_uuid: "x".into(),
+            ..Default::default()
+        })
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::Unimplemented, "{err:?}");
     assert!(
-        err.message().contains("CancelJob: scheduling"),
+        err.message().contains("GetJobTelematics: kernel event"),
         "{}",
         err.message()
     );
     let line = server
-        .wait_for_audit(|v| is_call(v, "CancelJob", "admin-client", "UNIMPLEMENTED"))
+        .wait_for_audit(|v| is_call(v, "GetJobTelematics", "admin-client", "UNIMPLEMENTED"))
         .await;
     assert_eq!(line["decision"], "allowed");
     assert_eq!(line["role"], "admin");

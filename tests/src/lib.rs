@@ -8,8 +8,15 @@
 
 #![forbid(unsafe_code)]
 
+pub mod cgroupfs;
+pub mod clients;
+pub mod config;
+pub mod grpc;
 pub mod host;
+pub mod hostile;
+pub mod loopdev;
 pub mod system;
+pub mod tail;
 
 pub use system::{Job, RnxOutput, System};
 

@@ -268,6 +268,55 @@ impl System {
         }
     }
 
+    /// A raw gRPC client with the admin's credentials.
+    pub fn grpc(&self) -> crate::grpc::Grpc {
+        crate::grpc::Grpc::connect(&self.address, &self.admin)
+    }
+
+    /// A path the generated `joblet-config.yml` names at `keys` (`["audit", "path"]`).
+    pub fn config_path(&self, keys: &[&str]) -> PathBuf {
+        let text = std::fs::read_to_string(&self.config).expect("read config");
+        PathBuf::from(
+            host::yaml_string(&text, keys)
+                .unwrap_or_else(|| panic!("no {} in the config", keys.join("."))),
+        )
+    }
+
+    /// Stops the whole system (SIGTERM to the supervisor, which must exit cleanly) and
+    /// starts it again on the same directory and configuration, as after a reboot. The
+    /// previous run's log is kept as `joblet.log.<n>`.
+    pub fn restart(&mut self) {
+        let mut child = self.supervisor.take().expect("running");
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .expect("signal joblet");
+        let start = Instant::now();
+        let status = loop {
+            if let Some(s) = child.try_wait().expect("wait joblet") {
+                break s;
+            }
+            if start.elapsed() > Duration::from_secs(60) {
+                let _ = child.kill();
+                panic!("joblet did not stop within 60 s:\n{}", self.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert!(
+            status.success(),
+            "joblet exited with {status} on restart:\n{}",
+            self.log_text()
+        );
+        let mut n = 1;
+        while self.log.with_extension(format!("log.{n}")).exists() {
+            n += 1;
+        }
+        std::fs::rename(&self.log, self.log.with_extension(format!("log.{n}")))
+            .expect("keep the previous log");
+        self.launch();
+    }
+
     /// Stops the system with SIGTERM and checks that nothing of ours remains: no process,
     /// mount, cgroup, socket or temporary directory.
     pub fn stop(mut self) {

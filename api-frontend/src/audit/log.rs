@@ -10,7 +10,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
@@ -56,6 +56,8 @@ enum Msg {
 pub struct AuditLog {
     tx: mpsc::Sender<Msg>,
     healthy: Arc<AtomicBool>,
+    /// Lines that could not be queued or written, since start (for Prometheus).
+    failures: Arc<AtomicU64>,
 }
 
 impl AuditLog {
@@ -84,12 +86,18 @@ impl AuditLog {
     fn start(opener: Opener) -> Result<AuditLog, AuditError> {
         let (tx, rx) = mpsc::channel(QUEUE_LEN);
         let healthy = Arc::new(AtomicBool::new(true));
+        let failures = Arc::new(AtomicU64::new(0));
         let writer_health = healthy.clone();
+        let writer_failures = failures.clone();
         std::thread::Builder::new()
             .name("audit-writer".into())
-            .spawn(move || run_writer(rx, opener, writer_health))
+            .spawn(move || run_writer(rx, opener, writer_health, writer_failures))
             .map_err(AuditError::Thread)?;
-        Ok(AuditLog { tx, healthy })
+        Ok(AuditLog {
+            tx,
+            healthy,
+            failures,
+        })
     }
 
     /// Queues one event. Never blocks; an overflowing queue marks the log unhealthy.
@@ -99,8 +107,14 @@ impl AuditLog {
             code = event.code.unwrap_or(""), job = event.job.as_deref().unwrap_or(""), "audit");
         if let Err(e) = self.tx.try_send(Msg::Line(Box::new(event))) {
             self.healthy.store(false, Ordering::SeqCst);
+            self.failures.fetch_add(1, Ordering::Relaxed);
             tracing::error!(error = %e, "audit record could not be queued; refusing calls until the audit log catches up");
         }
+    }
+
+    /// Lines lost since start: not queued (overflow) or not written (write or sync failed).
+    pub fn failures(&self) -> u64 {
+        self.failures.load(Ordering::Relaxed)
     }
 
     /// False after a failed write, until a write succeeds again.
@@ -153,7 +167,12 @@ fn open_audit_file(path: &Path) -> Result<File, AuditError> {
     Ok(file)
 }
 
-fn run_writer(mut rx: mpsc::Receiver<Msg>, mut opener: Opener, healthy: Arc<AtomicBool>) {
+fn run_writer(
+    mut rx: mpsc::Receiver<Msg>,
+    mut opener: Opener,
+    healthy: Arc<AtomicBool>,
+    failures: Arc<AtomicU64>,
+) {
     let mut sink: Option<Box<dyn AuditSink>> = None;
     while let Some(msg) = rx.blocking_recv() {
         let mut batch = vec![msg];
@@ -168,6 +187,9 @@ fn run_writer(mut rx: mpsc::Receiver<Msg>, mut opener: Opener, healthy: Arc<Atom
             match msg {
                 Msg::Line(ev) => {
                     let written = write_line(&mut sink, &mut opener, &ev.to_line());
+                    if !written {
+                        failures.fetch_add(1, Ordering::Relaxed);
+                    }
                     ok = Some(ok.unwrap_or(true) && written);
                 }
                 Msg::Flush(done) => flushes.push(done),
@@ -178,6 +200,7 @@ fn run_writer(mut rx: mpsc::Receiver<Msg>, mut opener: Opener, healthy: Arc<Atom
             && let Err(e) = s.sync()
         {
             tracing::error!(error = %e, "audit log sync failed");
+            failures.fetch_add(1, Ordering::Relaxed);
             sink = None;
             ok = Some(false);
         }
@@ -277,10 +300,12 @@ mod tests {
             1
         );
 
+        assert_eq!(log.failures(), 0);
         broken.store(true, Ordering::SeqCst);
         log.record(event());
         assert!(log.flush(Duration::from_secs(5)).await);
         assert!(!log.is_healthy());
+        assert_eq!(log.failures(), 1);
 
         broken.store(false, Ordering::SeqCst);
         log.record(event());

@@ -12,7 +12,8 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tonic::Status;
 
-use super::duration;
+use super::{duration, schedule};
+use crate::uploads::{self, UploadPlan};
 
 /// What replaces each secret value in a status.
 pub const MASK: &str = "***";
@@ -24,29 +25,70 @@ pub struct JobDefaults {
     pub timeout_ms: u64,
 }
 
-/// Turns a request into a launch: refuses what this host cannot do, fills defaults, and
-/// validates the result with the same code the spawner runs.
+/// A checked RunJob request.
+#[derive(Debug)]
+pub struct RunRequest {
+    /// The job as it will start; `spec.uploads`, `spec.schedule_ns` and `has_upload_dir`
+    /// already reflect the uploads and the schedule.
+    pub launch: LaunchSpec,
+    pub uploads: UploadPlan,
+    /// When the job is due, if it is scheduled.
+    pub schedule_ns: Option<u64>,
+}
+
+/// What a request's checks need besides the request.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestLimits {
+    pub max_upload_bytes: u64,
+    pub now_ns: u64,
+}
+
+/// Turns a request into a launch: refuses what this host cannot do, checks the uploads and
+/// the schedule, fills defaults, and validates the result with the same code the spawner
+/// runs.
 #[allow(clippy::result_large_err)]
-pub fn launch_from_request(
-    req: RunJobRequest,
+pub fn run_request(
+    mut req: RunJobRequest,
     defaults: &JobDefaults,
-) -> Result<LaunchSpec, Status> {
+    limits: RequestLimits,
+) -> Result<RunRequest, Status> {
     if req.gpu_count > 0 || req.gpu_memory_mb > 0 {
         return Err(Status::invalid_argument("this host has no GPU support"));
     }
     if req.gpu_count < 0 || req.gpu_memory_mb < 0 {
         return Err(Status::invalid_argument("GPU fields must not be negative"));
     }
-    if !req.schedule.trim().is_empty() {
-        return Err(Status::unimplemented(
-            "RunJob with schedule: scheduling is not implemented yet; run the job without --schedule",
-        ));
+    let schedule_ns = if req.schedule.trim().is_empty() {
+        None
+    } else {
+        Some(
+            schedule::parse(&req.schedule, limits.now_ns)
+                .map_err(|e| Status::invalid_argument(e.to_string()))?,
+        )
+    };
+    let uploads = uploads::plan(std::mem::take(&mut req.uploads), limits.max_upload_bytes)?;
+    let mut launch = launch_from_request(req, defaults)?;
+    let spec = &mut launch.spec;
+    spec.schedule_ns = schedule_ns.unwrap_or(0);
+    if !uploads.is_empty() {
+        spec.uploads = uploads.recorded_paths();
+        // Uploads must not eat the job's own space: their share is added on top.
+        if spec.limits.disk_mb > 0 {
+            spec.limits.disk_mb = spec.limits.disk_mb.saturating_add(uploads.disk_mb());
+        }
+        launch.has_upload_dir = true;
     }
-    if !req.uploads.is_empty() {
-        return Err(Status::unimplemented(
-            "RunJob with uploads: file uploads are not implemented yet",
-        ));
-    }
+    validate::launch(&launch).map_err(|e| Status::invalid_argument(e.to_string()))?;
+    Ok(RunRequest {
+        launch,
+        uploads,
+        schedule_ns,
+    })
+}
+
+/// The launch of a request without uploads or schedule (those are the caller's).
+#[allow(clippy::result_large_err)]
+fn launch_from_request(req: RunJobRequest, defaults: &JobDefaults) -> Result<LaunchSpec, Status> {
     let limits = Limits {
         cpu_percent: or_default(
             non_negative("max_cpu", req.max_cpu)?,
@@ -97,13 +139,11 @@ pub fn launch_from_request(
         uploads: Vec::new(),
         schedule_ns: 0,
     };
-    let launch = LaunchSpec {
+    Ok(LaunchSpec {
         spec,
         secret_env,
         has_upload_dir: false,
-    };
-    validate::launch(&launch).map_err(|e| Status::invalid_argument(e.to_string()))?;
-    Ok(launch)
+    })
 }
 
 #[allow(clippy::result_large_err)]
@@ -217,6 +257,7 @@ pub fn list_item(r: &JobRecord) -> Job {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use joblet_api_proto::FileUpload;
     use joblet_ipc_proto::job::{EndReason, JobId, JobOutcome, JobState};
     use tonic::Code;
 
@@ -233,6 +274,20 @@ mod tests {
         }
     }
 
+    /// 2026-11-23T16:20:50Z
+    const NOW: u64 = 1_795_450_850_000_000_000;
+
+    fn run(req: RunJobRequest) -> Result<RunRequest, Status> {
+        run_request(
+            req,
+            &defaults(),
+            RequestLimits {
+                max_upload_bytes: 1024,
+                now_ns: NOW,
+            },
+        )
+    }
+
     fn request() -> RunJobRequest {
         RunJobRequest {
             command: "python3".into(),
@@ -246,14 +301,45 @@ mod tests {
         let mut req = request();
         req.max_memory = 2048;
         req.timeout = "2h30m".into();
-        let l = launch_from_request(req, &defaults()).unwrap();
+        let l = run(req).unwrap().launch;
         assert_eq!(l.spec.limits.cpu_percent, 50);
         assert_eq!(l.spec.limits.memory_mb, 2048);
         assert_eq!(l.spec.limits.pids_max, 256);
         assert_eq!(l.spec.limits.disk_mb, 100);
         assert_eq!(l.spec.timeout_ms, 9_000_000);
-        let l = launch_from_request(request(), &defaults()).unwrap();
+        let l = run(request()).unwrap().launch;
         assert_eq!(l.spec.timeout_ms, 3_600_000);
+    }
+
+    #[test]
+    fn uploads_and_schedule_shape_the_launch() {
+        let mut req = request();
+        req.schedule = "2026-11-23T16:21:20Z".into();
+        req.uploads = vec![
+            FileUpload {
+                path: "src/main.py".into(),
+                content: b"print(1)".to_vec(),
+                mode: 0o4755,
+                is_directory: false,
+            },
+            FileUpload {
+                path: "src".into(),
+                mode: 0o755,
+                is_directory: true,
+                ..Default::default()
+            },
+        ];
+        let r = run(req).unwrap();
+        assert_eq!(r.schedule_ns, Some(NOW + 30_000_000_000));
+        assert_eq!(r.launch.spec.schedule_ns, NOW + 30_000_000_000);
+        assert!(r.launch.has_upload_dir);
+        assert_eq!(r.launch.spec.uploads, ["src/main.py"]);
+        assert_eq!(r.launch.spec.limits.disk_mb, 101, "the uploads' MiB on top");
+        assert_eq!(r.uploads.entries.len(), 2);
+        let plain = run(request()).unwrap();
+        assert_eq!(plain.schedule_ns, None);
+        assert!(!plain.launch.has_upload_dir);
+        assert_eq!(plain.launch.spec.limits.disk_mb, 100);
     }
 
     #[test]
@@ -263,7 +349,7 @@ mod tests {
         req.environment.insert("A".into(), "1".into());
         req.secret_environment
             .insert("TOKEN".into(), "hunter2".into());
-        let l = launch_from_request(req, &defaults()).unwrap();
+        let l = run(req).unwrap().launch;
         assert_eq!(
             l.spec
                 .env
@@ -293,13 +379,39 @@ mod tests {
             ),
             (
                 Box::new(|r| r.schedule = "2030-01-01T00:00:00Z".into()),
-                Code::Unimplemented,
-                "scheduling",
+                Code::InvalidArgument,
+                "more than a year ahead",
+            ),
+            (
+                Box::new(|r| r.schedule = "in 5 minutes".into()),
+                Code::InvalidArgument,
+                "RFC 3339",
             ),
             (
                 Box::new(|r| r.uploads.push(Default::default())),
-                Code::Unimplemented,
-                "uploads",
+                Code::InvalidArgument,
+                "upload path",
+            ),
+            (
+                Box::new(|r| {
+                    r.uploads.push(FileUpload {
+                        path: "../../etc/cron.d/x".into(),
+                        ..Default::default()
+                    })
+                }),
+                Code::InvalidArgument,
+                "../../etc/cron.d/x",
+            ),
+            (
+                Box::new(|r| {
+                    r.uploads.push(FileUpload {
+                        path: "big".into(),
+                        content: vec![0; 2048],
+                        ..Default::default()
+                    })
+                }),
+                Code::InvalidArgument,
+                "1024 bytes",
             ),
             (
                 Box::new(|r| r.max_cpu = -1),
@@ -345,7 +457,7 @@ mod tests {
         for (i, (edit, code, needle)) in cases.into_iter().enumerate() {
             let mut req = request();
             edit(&mut req);
-            let err = launch_from_request(req, &defaults()).unwrap_err();
+            let err = run(req).unwrap_err();
             assert_eq!(err.code(), code, "case {i}: {}", err.message());
             assert!(
                 err.message().contains(needle),

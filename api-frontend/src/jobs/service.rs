@@ -10,7 +10,8 @@ use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status};
 
 use super::logs::LogStream;
-use super::{logs, manage, query, run};
+use super::metrics::MetricsStream;
+use super::{logs, manage, metrics, query, run};
 use crate::app::App;
 use crate::gate::not_implemented;
 use crate::rbac::Rpc;
@@ -27,7 +28,6 @@ impl JobApi {
 
 type Stream<T> = tokio_stream::Empty<Result<T, Status>>;
 
-const NO_METRICS: &str = "per-job metrics are not implemented yet";
 const NO_TELEMATICS: &str = "kernel event telematics are not implemented yet";
 
 #[tonic::async_trait]
@@ -67,12 +67,9 @@ impl JobService for JobApi {
         &self,
         req: Request<CancelJobRequest>,
     ) -> Result<Response<CancelJobResponse>, Status> {
-        Err(not_implemented(
-            &self.app.gate,
-            &req,
-            Rpc::CancelJob,
-            "scheduling is not implemented yet, so there is no scheduled job to cancel",
-        ))
+        let mut call = self.app.gate.enter(&req, Rpc::CancelJob)?;
+        let result = manage::cancel_job(&self.app, &mut call, req.into_inner()).await;
+        call.finish(result.map(Response::new))
     }
 
     async fn delete_job(
@@ -88,12 +85,9 @@ impl JobService for JobApi {
         &self,
         req: Request<DeleteAllJobsRequest>,
     ) -> Result<Response<DeleteAllJobsResponse>, Status> {
-        Err(not_implemented(
-            &self.app.gate,
-            &req,
-            Rpc::DeleteAllJobs,
-            "not implemented yet; delete jobs one at a time with DeleteJob",
-        ))
+        let call = self.app.gate.enter(&req, Rpc::DeleteAllJobs)?;
+        let result = manage::delete_all_jobs(&self.app).await;
+        call.finish(result.map(Response::new))
     }
 
     type GetJobLogsStream = LogStream;
@@ -114,32 +108,28 @@ impl JobService for JobApi {
         call.finish(result.map(Response::new))
     }
 
-    type StreamJobMetricsStream = Stream<JobMetricsEvent>;
+    type StreamJobMetricsStream = MetricsStream;
 
     async fn stream_job_metrics(
         &self,
         req: Request<StreamJobMetricsRequest>,
-    ) -> Result<Response<Self::StreamJobMetricsStream>, Status> {
-        Err(not_implemented(
-            &self.app.gate,
-            &req,
-            Rpc::StreamJobMetrics,
-            NO_METRICS,
-        ))
+    ) -> Result<Response<MetricsStream>, Status> {
+        let call = self.app.gate.enter(&req, Rpc::StreamJobMetrics)?;
+        metrics::stream_job_metrics(&self.app, call, req.into_inner())
+            .await
+            .map(Response::new)
     }
 
-    type GetJobMetricsStream = Stream<JobMetricsEvent>;
+    type GetJobMetricsStream = MetricsStream;
 
     async fn get_job_metrics(
         &self,
         req: Request<GetJobMetricsRequest>,
-    ) -> Result<Response<Self::GetJobMetricsStream>, Status> {
-        Err(not_implemented(
-            &self.app.gate,
-            &req,
-            Rpc::GetJobMetrics,
-            NO_METRICS,
-        ))
+    ) -> Result<Response<MetricsStream>, Status> {
+        let call = self.app.gate.enter(&req, Rpc::GetJobMetrics)?;
+        metrics::get_job_metrics(&self.app, call, req.into_inner())
+            .await
+            .map(Response::new)
     }
 
     type StreamJobTelematicsStream = Stream<TelematicsEvent>;

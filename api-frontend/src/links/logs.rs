@@ -1,5 +1,5 @@
-//! The link to persistd's log channel: one connection per reader (a following read keeps
-//! its connection), plus deletion of a job's stored output.
+//! The link to persistd's log channel: one connection per reader of output or metrics (a
+//! following read keeps its connection), plus deletion of a job's stored output.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -21,7 +21,17 @@ pub struct LogsClient {
     path: PathBuf,
 }
 
-/// An open read of one job's output.
+/// Which metric samples to read: `from_ns <= at_ns <= to_ns` (0 = open), at most `limit`
+/// (0 = all), and with `follow` new ones until the job's output is complete.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MetricsQuery {
+    pub from_ns: u64,
+    pub to_ns: u64,
+    pub limit: u32,
+    pub follow: bool,
+}
+
+/// An open read of one job's output or metrics.
 pub struct LogReader {
     conn: Conn,
 }
@@ -44,6 +54,22 @@ impl LogsClient {
             job: job.clone(),
             from_seq,
             follow,
+        };
+        conn.send(&req, &[])
+            .await
+            .map_err(|e| LinkError::unavailable(DAEMON, e))?;
+        Ok(LogReader { conn })
+    }
+
+    /// Opens a read of the job's metric samples (see [`MetricsQuery`]).
+    pub async fn metrics(&self, job: &JobId, q: MetricsQuery) -> Result<LogReader, LinkError> {
+        let conn = connect_patiently(&self.path, Channel::Logs, DAEMON, PATIENCE).await?;
+        let req = ToPersistLogs::Metrics {
+            job: job.clone(),
+            from_ns: q.from_ns,
+            to_ns: q.to_ns,
+            limit: q.limit,
+            follow: q.follow,
         };
         conn.send(&req, &[])
             .await

@@ -3,6 +3,7 @@
 //! backoff, and announces every (re)connection so the jobs can be reconciled.
 
 use std::collections::HashMap;
+use std::os::fd::BorrowedFd;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -72,6 +73,19 @@ impl SpawnerLink {
         patience: Duration,
         reply_timeout: Duration,
     ) -> Result<SpawnerReply, LinkError> {
+        self.request_with_fds(request, &[], patience, reply_timeout)
+            .await
+    }
+
+    /// Like [`SpawnerLink::request`], with file descriptors attached (StartJob's staged
+    /// uploads); they must match what the request declares.
+    pub async fn request_with_fds(
+        &self,
+        request: SpawnerRequest,
+        fds: &[BorrowedFd<'_>],
+        patience: Duration,
+        reply_timeout: Duration,
+    ) -> Result<SpawnerReply, LinkError> {
         let msg = ToSpawner {
             id: self.shared.next_id.fetch_add(1, Ordering::Relaxed),
             request,
@@ -97,7 +111,7 @@ impl SpawnerLink {
             shared: &self.shared,
             id: msg.id,
         };
-        if let Err(e) = sender.send(&msg, &[]).await {
+        if let Err(e) = sender.send(&msg, fds).await {
             return Err(LinkError::unavailable(
                 DAEMON,
                 format!("cannot send {name}: {e}"),

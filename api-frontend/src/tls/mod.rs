@@ -1,6 +1,6 @@
 //! TLS: the server configuration (TLS 1.3 only, client certificate required and verified
-//! against our CA only, ALPN h2) and the acceptor that completes each handshake before a
-//! connection reaches gRPC.
+//! against our CA only, ALPN h2 then http/1.1) and the acceptor that completes each
+//! handshake before a connection reaches gRPC.
 
 pub mod acceptor;
 
@@ -51,7 +51,8 @@ pub fn server_config(
         .with_client_cert_verifier(verifier)
         .with_single_cert(chain, key)
         .map_err(|e| TlsSetupError::Config(format!("certificate and key do not fit: {e}")))?;
-    config.alpn_protocols = vec![b"h2".to_vec()];
+    // h2 for gRPC; http/1.1 for browsers and agents reading the `/v1/` event streams.
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
 
@@ -80,10 +81,13 @@ mod tests {
     }
 
     #[test]
-    fn alpn_is_h2() {
+    fn alpn_prefers_h2_and_accepts_http1() {
         let (cert, key) = self_signed();
         let config = server_config(&cert, &key, &cert).unwrap();
-        assert_eq!(config.alpn_protocols, vec![b"h2".to_vec()]);
+        assert_eq!(
+            config.alpn_protocols,
+            vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+        );
     }
 
     #[test]

@@ -193,7 +193,7 @@ impl Drop for Server {
     }
 }
 
-fn settings(dir: &Path, server: &Credentials, ca_pem: &str) -> FrontendSettings {
+pub fn settings(dir: &Path, server: &Credentials, ca_pem: &str) -> FrontendSettings {
     FrontendSettings {
         logging: Logging {
             level: "info".into(),

@@ -1,0 +1,131 @@
+//! Starting a job whose record exists (INITIALIZING): StartJob to the spawner with the
+//! staged uploads attached, then RUNNING, or FAILED with the reason. Shared by RunJob and
+//! the scheduler.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::time::Duration;
+
+use joblet_api_proto::RunJobResponse;
+use joblet_ipc_proto::RemoteErrorKind;
+use joblet_ipc_proto::channel::spawner::{SpawnerReply, SpawnerRequest};
+use joblet_ipc_proto::job::{JobId, JobOutcome, JobState, LaunchSpec};
+use tonic::Status;
+
+use super::convert::now_ns;
+use super::tracker::Starting;
+use crate::app::App;
+use crate::errors::LinkError;
+use crate::links::PATIENCE;
+
+/// Building a root filesystem and namespaces (and copying uploads) takes a moment; a hung
+/// spawner does not.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Has the spawner start `id`, with `uploads` (the staging directory) attached when the
+/// launch says it has some, and records the result.
+pub async fn start_recorded(
+    app: &App,
+    id: &JobId,
+    launch: LaunchSpec,
+    uploads: Option<OwnedFd>,
+    starting: Starting,
+) -> Result<RunJobResponse, Status> {
+    let fds: Vec<_> = uploads.iter().map(|fd| fd.as_fd()).collect();
+    if fds.len() != usize::from(launch.has_upload_dir) {
+        let reason = "the staged uploads could not be handed over".to_owned();
+        return launch_failed(app, id, starting, reason).await;
+    }
+    let request = SpawnerRequest::StartJob {
+        job: id.clone(),
+        launch,
+    };
+    let reply = app
+        .spawner
+        .request_with_fds(request, &fds, PATIENCE, START_TIMEOUT)
+        .await;
+    match reply {
+        Ok(SpawnerReply::Started { pid, started_ns }) => {
+            tracing::info!(job = %id, pid, "job started");
+            let status = record_start(app, id, started_ns).await;
+            drop(starting);
+            Ok(RunJobResponse {
+                job_uuid: id.to_string(),
+                status,
+            })
+        }
+        Ok(other) => {
+            let reason = format!("the spawner answered StartJob with {}", other_name(&other));
+            launch_failed(app, id, starting, reason).await
+        }
+        Err(LinkError::Remote(e)) => launch_failed(app, id, starting, e.message).await,
+        Err(e @ LinkError::Unexpected { .. }) => {
+            launch_failed(app, id, starting, e.to_string()).await
+        }
+        Err(e @ LinkError::Unavailable { .. }) => {
+            // The spawner may or may not have started it; the reconciliation after the
+            // reconnection settles the record either way.
+            tracing::warn!(job = %id, error = %e, "lost the spawner while starting a job");
+            drop(starting);
+            Err(Status::unavailable(format!(
+                "lost contact with the spawner while starting job {id}; its state will be \
+                 settled when the spawner is back ({e})"
+            )))
+        }
+    }
+}
+
+fn other_name(reply: &SpawnerReply) -> &'static str {
+    match reply {
+        SpawnerReply::Started { .. } => "Started",
+        SpawnerReply::Stopping => "Stopping",
+        SpawnerReply::Jobs { .. } => "Jobs",
+        SpawnerReply::Acked => "Acked",
+        SpawnerReply::Error(_) => "Error",
+    }
+}
+
+/// Records RUNNING and returns the job's status as it then is.
+async fn record_start(app: &App, id: &JobId, started_ns: u64) -> String {
+    match app
+        .state
+        .transition(id, JobState::Running, started_ns, None)
+        .await
+    {
+        Ok(()) => JobState::Running.as_str().to_owned(),
+        // A fast job's exit can be recorded before its start: report what stated holds.
+        Err(e) if e.remote_kind() == Some(RemoteErrorKind::FailedPrecondition) => {
+            match app.state.get(id).await {
+                Ok(r) => r.state.as_str().to_owned(),
+                Err(_) => JobState::Running.as_str().to_owned(),
+            }
+        }
+        Err(e) => {
+            // The job runs; its record catches up on its exit or the next reconciliation.
+            tracing::error!(job = %id, error = %e, "job started but stated did not record it");
+            JobState::Running.as_str().to_owned()
+        }
+    }
+}
+
+/// Records that the job never started (FAILED, with the reason) and builds the client's
+/// error; the record stays for inspection.
+pub async fn launch_failed(
+    app: &App,
+    id: &JobId,
+    starting: Starting,
+    reason: String,
+) -> Result<RunJobResponse, Status> {
+    tracing::warn!(job = %id, reason = %reason, "job failed to start");
+    let outcome = JobOutcome::launch_failed(reason.clone());
+    if let Err(e) = app
+        .state
+        .transition(id, JobState::Failed, now_ns(), Some(outcome))
+        .await
+    {
+        tracing::error!(job = %id, error = %e, "cannot record the failed start");
+    }
+    starting.failed();
+    Err(Status::failed_precondition(format!(
+        "job {id} failed to start: {reason}"
+    )))
+}

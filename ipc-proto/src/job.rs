@@ -231,6 +231,8 @@ pub enum EndReason {
     LaunchFailed,
     /// Its fate is unknown (the record said running, but no process or exit status was found).
     Lost,
+    /// A scheduled job canceled before it started.
+    Canceled,
 }
 
 impl EndReason {
@@ -245,6 +247,7 @@ impl EndReason {
             EndReason::Timeout => "timeout",
             EndReason::LaunchFailed => "launch_failed",
             EndReason::Lost => "lost",
+            EndReason::Canceled => "canceled",
         }
     }
 
@@ -258,6 +261,7 @@ impl EndReason {
             EndReason::Timeout => "timeout",
             EndReason::LaunchFailed => "launch failed",
             EndReason::Lost => "lost",
+            EndReason::Canceled => "canceled before it started",
         }
     }
 }
@@ -282,6 +286,7 @@ impl JobOutcome {
             EndReason::Exited if self.exit_code == 0 => JobState::Completed,
             EndReason::Stopped => JobState::Stopped,
             EndReason::Timeout => JobState::Timeout,
+            EndReason::Canceled => JobState::Canceled,
             _ => JobState::Failed,
         }
     }
@@ -385,6 +390,8 @@ mod tests {
         assert_eq!(o.final_state(), JobState::Stopped);
         o.reason = EndReason::OomKilled;
         assert_eq!(o.final_state(), JobState::Failed);
+        o.reason = EndReason::Canceled;
+        assert_eq!(o.final_state(), JobState::Canceled);
     }
 
     #[test]

@@ -178,7 +178,7 @@ pub async fn cancel(app: &App, record: &JobRecord) -> Result<(), Status> {
         exit_code: -1,
         signal: None,
         oom_killed: false,
-        reason: EndReason::Stopped,
+        reason: EndReason::Canceled,
         message: CANCELED_MESSAGE.into(),
     };
     match app

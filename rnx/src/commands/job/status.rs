@@ -25,6 +25,7 @@ pub fn describe_end_reason(code: &str) -> &str {
         "timeout" => "timeout",
         "launch_failed" => "failed to start",
         "lost" => "lost (its process was gone after a restart)",
+        "canceled" => "canceled before it started",
         other => other,
     }
 }

@@ -2,52 +2,43 @@
 //! kill a running job or lose its exit status).
 //!
 //! For each record directory: a live shim (its pid *and* start time match the record, so a
-//! reused pid is never mistaken for it) gives back the output pipes, its status pipe and the
-//! job's pidfd through `pidfd_getfd`; an exit record makes a pending exit event; a record with
-//! neither is reported `Lost` after killing whatever is left in its cgroup. Job cgroups with no
-//! record at all are emptied and removed.
+//! reused pid is never mistaken for it) gives back the output pipes and its status pipe
+//! through `pidfd_getfd`; then the shim's `started` and `exit` records say where the job is,
+//! exactly as they do for a job of this run. A record with neither a live shim nor an exit
+//! record is reported `Lost` after killing whatever is left in its cgroup. Job cgroups with no
+//! record at all are emptied and removed. The user-namespace slot in each record stays taken.
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::AsFd;
 
-use joblet_ipc_proto::job::{EndReason, JobId, JobOutcome};
+use joblet_ipc_proto::job::{JobId, JobOutcome};
 
-use crate::clock;
 use crate::daemon::Spawner;
 use crate::launch::{ShimFds, set_nonblocking};
-use crate::lifecycle::LAUNCH_TIMEOUT_MS;
-use crate::outcome;
-use crate::record::{self, JobDir, JobFile, ProcRef, RecordError};
-use crate::registry::{Attach, Job, Phase, ShimLink};
-use crate::sys;
+use crate::record::{self, JOB, JobDir, ProcRef, RecordError};
+use crate::registry::{Job, ShimLink};
+use crate::{clock, sys};
 
-/// A live shim matching the record, and the handles taken from it.
-struct Adopted {
-    link: ShimLink,
-    pipes: Option<(OwnedFd, OwnedFd)>,
-}
-
-fn live_shim(r: ProcRef) -> Option<Adopted> {
+/// Takes over a live shim matching the record, with copies of its output pipes.
+fn adopt_shim(job: &mut Job, r: ProcRef) -> Option<()> {
     let pidfd = sys::pidfd_open(r.pid).ok()?;
     // Opened before the start time is read: if the pid was reused in between, the start time
     // differs and the pidfd is dropped.
     if sys::proc_start_ticks(r.pid).ok()? != r.start_ticks || sys::pidfd_exited(pidfd.as_fd()) {
         return None;
     }
-    let status = sys::pidfd_getfd(pidfd.as_fd(), ShimFds::STATUS).ok()?;
+    let take = |fd| sys::pidfd_getfd(pidfd.as_fd(), fd);
+    let status = take(ShimFds::STATUS).ok()?;
     set_nonblocking(status.as_fd()).ok()?;
-    let pipes = sys::pidfd_getfd(pidfd.as_fd(), ShimFds::STDOUT)
-        .and_then(|o| Ok((o, sys::pidfd_getfd(pidfd.as_fd(), ShimFds::STDERR)?)))
+    job.pipes = take(ShimFds::STDOUT)
+        .and_then(|o| Ok((o, take(ShimFds::STDERR)?)))
         .ok();
-    Some(Adopted {
-        link: ShimLink {
-            pid: r.pid,
-            pidfd,
-            status: Some(status),
-            reader: Default::default(),
-            child: false,
-        },
-        pipes,
-    })
+    job.shim = Some(ShimLink {
+        pid: r.pid,
+        pidfd,
+        status: Some(status),
+        child: false,
+    });
+    Some(())
 }
 
 impl Spawner {
@@ -58,28 +49,18 @@ impl Spawner {
             tracing::warn!(name = %s, "ignoring a stray entry in the jobs directory");
         }
         for id in &ids {
-            let job = self.adopt_one(id);
-            self.jobs.insert(id.clone(), job);
+            self.adopt_one(id);
         }
-        match self.cgroups.list() {
-            Ok(found) => {
-                for id in found.iter().filter(|id| !self.jobs.contains_key(*id)) {
-                    tracing::warn!(job = %id, "removing a leftover job cgroup with no record");
-                    match self.cgroups.adopt(id) {
-                        Ok(Some(cg)) => {
-                            let _ = cg.kill_all();
-                            if let Err(e) = cg.remove() {
-                                tracing::error!(job = %id, error = %e, "cannot remove a leftover cgroup");
-                            }
-                        }
-                        Ok(None) => {}
-                        Err(e) => {
-                            tracing::error!(job = %id, error = %e, "cannot open a leftover cgroup")
-                        }
-                    }
-                }
+        let leftovers = crate::logged(self.cgroups.list(), "list job cgroups");
+        for id in leftovers.iter().filter(|id| !self.jobs.contains_key(*id)) {
+            tracing::warn!(job = %id, "removing a leftover job cgroup with no record");
+            let removed = self.cgroups.adopt(id).and_then(|cg| match cg {
+                Some(cg) => cg.kill_all().and_then(|()| cg.remove()),
+                None => Ok(()),
+            });
+            if let Err(e) = removed {
+                tracing::error!(job = %id, error = %e, "cannot remove a leftover cgroup");
             }
-            Err(e) => tracing::error!(error = %e, "cannot list job cgroups"),
         }
         if !ids.is_empty() {
             tracing::info!(jobs = ids.len(), "adopted jobs after a restart");
@@ -87,110 +68,39 @@ impl Spawner {
         Ok(())
     }
 
-    fn adopt_one(&mut self, id: &JobId) -> Job {
+    fn adopt_one(&mut self, id: &JobId) {
         let dir = JobDir::new(&self.jobs_dir, id);
-        let warn = |what: &str, e: &RecordError| tracing::error!(job = %id, error = %e, "cannot read the {what} record");
-        let file = match dir.read_job() {
-            Ok(Some(f)) if f.job == *id => f,
-            Ok(_) => JobFile {
-                job: id.clone(),
-                created_ns: 0,
-                timeout_at: 0,
-                shim: None,
-                stop: None,
-            },
-            Err(e) => {
-                warn("job", &e);
-                JobFile {
-                    job: id.clone(),
-                    created_ns: 0,
-                    timeout_at: 0,
-                    shim: None,
-                    stop: None,
-                }
-            }
-        };
-        let exit = dir.read_exit().unwrap_or_else(|e| {
-            warn("exit", &e);
-            None
-        });
-        let started = dir.read_started().unwrap_or_else(|e| {
-            warn("started", &e);
-            None
-        });
-        let cgroup = self.cgroups.adopt(id).unwrap_or_else(|e| {
-            tracing::error!(job = %id, error = %e, "cannot adopt the job's cgroup");
-            None
-        });
-        let shim = file.shim.and_then(live_shim);
-        let mut job = Job {
-            id: id.clone(),
-            dir,
-            file,
-            phase: Phase::Launching {
-                reply_to: None,
-                deadline: clock::boot_deadline(LAUNCH_TIMEOUT_MS),
-            },
-            shim: None,
-            started,
-            init_pidfd: None,
-            cgroup,
-            oom_watch: None,
-            pipes: None,
-            attach: Attach::Never,
-            killed: false,
-            launch_abandoned: None,
-            acked: false,
-        };
-        if let Some(a) = shim {
-            job.pipes = a.pipes;
-            job.shim = Some(a.link);
+        let file = crate::logged(dir.read(JOB), format_args!("read the record of {id}"));
+        let cgroup = crate::logged(
+            self.cgroups.adopt(id),
+            format_args!("adopt the cgroup of {id}"),
+        );
+        let mut job = Job::new(id.clone(), dir, file.unwrap_or_default(), cgroup, None);
+        if let Some(r) = job.file.shim {
+            adopt_shim(&mut job, r);
         }
-        match (exit, &job.shim) {
-            (Some(exit), _) => {
-                let oom = job
-                    .cgroup
-                    .as_ref()
-                    .and_then(|c| c.oom_kills().ok())
-                    .unwrap_or(0);
-                let (o, ended_ns) = outcome::from_exit(&exit, job.file.stop.map(|s| s.cause), oom);
-                if o.reason != EndReason::LaunchFailed && job.pipes.is_some() {
-                    job.attach = Attach::Wanted;
-                }
-                tracing::info!(job = %id, reason = o.reason.as_str(), "adopted an ended job");
-                job.phase = Phase::Exited {
-                    outcome: o,
-                    ended_ns,
-                };
+        let has_shim = job.shim.is_some();
+        self.jobs.insert(id.clone(), job);
+        self.refresh(id);
+        let Some(job) = self.jobs.get_mut(id) else {
+            return;
+        };
+        match (job.exited(), has_shim) {
+            (Some((o, _)), _) => {
+                tracing::info!(job = %id, reason = o.reason.as_str(), "adopted an ended job")
             }
-            (None, Some(shim)) => {
-                if job.started.is_some() {
-                    job.phase = Phase::Running;
-                    job.attach = if job.pipes.is_some() {
-                        Attach::Wanted
-                    } else {
-                        Attach::Never
-                    };
-                    job.init_pidfd = sys::pidfd_getfd(shim.pidfd.as_fd(), ShimFds::JOB_PIDFD).ok();
-                    job.oom_watch = job.cgroup.as_ref().and_then(|c| c.oom_watch().ok());
-                    tracing::info!(job = %id, shim = shim.pid, "adopted a running job");
-                } else {
-                    tracing::info!(job = %id, shim = shim.pid, "adopted a launching job");
-                }
+            (None, true) => {
+                tracing::info!(job = %id, running = job.started.is_some(), "adopted a job")
             }
-            (None, None) => {
+            (None, false) => {
                 if let Some(cg) = &job.cgroup {
                     let _ = cg.kill_all();
                 }
                 tracing::error!(job = %id, "no live shim and no exit record: job lost");
-                job.phase = Phase::Exited {
-                    outcome: JobOutcome::lost(
-                        "the spawner restarted and found neither the job's shim nor its exit status",
-                    ),
-                    ended_ns: clock::realtime_ns(),
-                };
+                let why =
+                    "the spawner restarted and found neither the job's shim nor its exit status";
+                self.end_job(id, JobOutcome::lost(why), clock::realtime_ns());
             }
         }
-        job
     }
 }

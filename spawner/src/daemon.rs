@@ -7,14 +7,13 @@ use std::collections::BTreeMap;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 
-use joblet_ipc_proto::blocking::SeqListener;
-use joblet_ipc_proto::job::JobId;
-use joblet_ipc_proto::settings::SpawnerSettings;
+use joblet_ipc_proto::{blocking::SeqListener, job::JobId, settings::SpawnerSettings};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 use crate::cgroup::Cgroups;
 use crate::clock;
+use crate::launch::seccomp::JobFilter;
 use crate::output::OutputLink;
 use crate::registry::{ClientId, Job};
 use crate::server::Client;
@@ -36,8 +35,13 @@ pub struct Spawner {
     pub settings: SpawnerSettings,
     pub jobs_dir: PathBuf,
     pub cgroups: Cgroups,
-    /// Devices backing the allowed mounts, where io limits apply.
+    /// Devices backing the allowed mounts, where io limits apply (the job's writable space is
+    /// a tmpfs: memory, no device).
     pub io_devices: Vec<(u32, u32)>,
+    /// The job seccomp filter, compiled once.
+    pub seccomp: JobFilter,
+    /// Whether jobs get the Landlock layer (configured, and available on this kernel).
+    pub landlock: bool,
     pub jobs: BTreeMap<JobId, Job>,
     pub clients: BTreeMap<ClientId, Client>,
     pub next_client: ClientId,
@@ -67,12 +71,10 @@ enum Token {
 
 /// Blocks SIGTERM and SIGINT and returns a signalfd for them, so they arrive in the loop.
 pub fn signal_fd() -> Result<SignalFd, DaemonError> {
-    let mut mask = SigSet::empty();
-    mask.add(Signal::SIGTERM);
-    mask.add(Signal::SIGINT);
+    let mask = SigSet::from_iter([Signal::SIGTERM, Signal::SIGINT]);
     sigprocmask(SigmaskHow::SIG_BLOCK, Some(&mask), None).map_err(DaemonError::Signals)?;
-    SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
-        .map_err(DaemonError::Signals)
+    let flags = SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC;
+    SignalFd::with_flags(&mask, flags).map_err(DaemonError::Signals)
 }
 
 impl Spawner {
@@ -89,17 +91,15 @@ impl Spawner {
                 return Ok(());
             }
             let (mut fds, tokens) = self.poll_set(signals.as_fd().as_raw_fd());
-            let timeout = self.next_deadline().map_or(-1, |d| {
-                i32::try_from(clock::ms_until(d)).unwrap_or(i32::MAX)
-            });
+            let until = |d| i32::try_from(clock::ms_until(d)).unwrap_or(i32::MAX);
+            let timeout = self.next_deadline().map_or(-1, until);
             // SAFETY: `fds` is a valid array of pollfd for its length; each fd is owned by
             // `self` or `signals` and stays open for the call.
             let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
-            if n < 0 {
-                match nix::errno::Errno::last() {
-                    nix::errno::Errno::EINTR => continue,
-                    e => return Err(DaemonError::Poll(e)),
-                }
+            match (n, nix::errno::Errno::last()) {
+                (..0, nix::errno::Errno::EINTR) => continue,
+                (..0, e) => return Err(DaemonError::Poll(e)),
+                _ => {}
             }
             for (p, token) in fds.iter().zip(tokens) {
                 if p.revents != 0 {
@@ -143,8 +143,8 @@ impl Spawner {
                     add(status.as_raw_fd(), libc::POLLIN, Token::Status(id.clone()));
                 }
             }
-            if let (Some(w), Some(cg)) = (&job.oom_watch, &job.cgroup) {
-                add(w.as_raw_fd(), cg.oom_watch_events(), Token::Oom(id.clone()));
+            if let Some(w) = &job.oom_watch {
+                add(w.as_raw_fd(), libc::POLLIN, Token::Oom(id.clone()));
             }
         }
         for z in &self.zombies {

@@ -3,20 +3,22 @@
 //!
 //! | module | concern |
 //! |---|---|
-//! | [`startup`] | settings, hardening, start-up checks, then the loop |
+//! | [`startup`] | settings, hardening, then the loop |
+//! | [`checks`] | start-up checks: features present, a probe launch |
 //! | [`daemon`] | the state and the `poll(2)` loop |
 //! | [`server`] | client connections, handshake, permit table, replies, events |
-//! | [`lifecycle`] | StartJob, shim reports, job end, release |
+//! | [`lifecycle`] | StartJob, shim records, job end, release |
 //! | [`stop`] | StopJob, timeouts, shutdown, timers |
 //! | [`adopt`] | picking jobs up after a restart |
 //! | [`output`] | handing pipe read ends to persistd |
 //! | [`registry`] | the job table, ListJobs pages |
-//! | [`launch`] | shim, job init, root filesystem, identity, exec |
+//! | [`launch`] | shim, job init, root filesystem, uploads, identity, Landlock, seccomp, exec |
 //! | [`record`] | per-job records on disk |
-//! | [`cgroup`] | cgroup v1/v2 drivers |
+//! | [`cgroup`] | cgroup v1/v2, the v2 device program |
 
 pub mod adopt;
 pub mod cgroup;
+pub mod checks;
 pub mod clock;
 pub mod daemon;
 pub mod harden;
@@ -31,3 +33,15 @@ pub mod settings;
 pub mod startup;
 pub mod stop;
 pub mod sys;
+
+/// The value of `r`, or the default after logging why it could not be had: for the steps
+/// whose failure is reported but must not stop the loop.
+pub fn logged<T: Default, E: std::fmt::Display>(
+    r: Result<T, E>,
+    what: impl std::fmt::Display,
+) -> T {
+    r.unwrap_or_else(|e| {
+        tracing::error!(error = %e, "cannot {what}");
+        T::default()
+    })
+}

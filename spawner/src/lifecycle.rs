@@ -1,54 +1,45 @@
-//! A job's life in the spawner: StartJob (checks, cgroup, pipes, record, shim), the shim's
-//! reports, the end (outcome, exit event), and the release of everything once the exit was
+//! A job's life in the spawner: StartJob (checks, cgroup, record, shim), the shim's records,
+//! the end (outcome, exit event), and the release of everything once the exit was
 //! acknowledged and the output drained.
 
+use std::fmt::Display;
 use std::os::fd::{AsFd, OwnedFd};
 
-use joblet_ipc_proto::RemoteError;
 use joblet_ipc_proto::channel::spawner::SpawnerReply;
 use joblet_ipc_proto::job::{EndReason, JobId, JobOutcome, LaunchSpec};
-use joblet_ipc_proto::validate;
+use joblet_ipc_proto::{RemoteError, RemoteErrorKind, validate};
 use nix::sys::signal::Signal;
 
-use crate::cgroup::{CgroupError, JobCgroup};
-use crate::clock;
+use crate::cgroup::CgroupError;
 use crate::daemon::Spawner;
-use crate::launch::report::ShimReport;
-use crate::launch::{self, LaunchPlan, OutputPipes, Placement, ShimFds};
-use crate::outcome;
-use crate::record::{ExitFile, JobDir, JobFile, ProcRef, StartedFile};
+use crate::launch::{self, LaunchPlan, Placement, ShimFds, env};
+use crate::record::{EXIT, ExitFile, JOB, JobDir, JobFile, ProcRef, STARTED, StartedFile};
 use crate::registry::{Attach, ClientId, Job, Phase, ShimLink};
-use crate::sys;
-
-/// A launch (namespaces, mounts, exec) that takes longer than this is abandoned.
-pub const LAUNCH_TIMEOUT_MS: u64 = 60_000;
+use crate::{clock, outcome, sys};
 
 /// Refuses what this spawner does not support yet, before anything is created.
-pub fn unsupported(launch: &LaunchSpec) -> Option<RemoteError> {
-    let spec = &launch.spec;
-    if launch.has_upload_dir {
-        return Some(RemoteError::precondition("uploads are not supported yet"));
-    }
-    if !(spec.network.is_empty() || spec.network == "none") {
-        return Some(RemoteError::precondition(format!(
-            "network {:?}: networks are not supported yet (only none: loopback only)",
-            spec.network
-        )));
-    }
-    if !spec.volumes.is_empty() {
-        return Some(RemoteError::precondition("volumes are not supported yet"));
-    }
-    if !spec.runtime.is_empty() {
-        return Some(RemoteError::precondition("runtimes are not supported yet"));
-    }
-    None
+pub fn unsupported(launch: &LaunchSpec) -> Result<(), RemoteError> {
+    let (net, spec) = (&launch.spec.network, &launch.spec);
+    let refusal = if !(net.is_empty() || net == "none") {
+        format!("network {net:?}: networks are not supported yet (only none: loopback only)")
+    } else if !spec.volumes.is_empty() {
+        "volumes are not supported yet".into()
+    } else if !spec.runtime.is_empty() {
+        "runtimes are not supported yet".into()
+    } else {
+        return Ok(());
+    };
+    Err(RemoteError::precondition(refusal))
 }
 
-fn cgroup_error(e: &CgroupError) -> RemoteError {
-    if e.is_request_error() {
-        RemoteError::invalid(e.to_string())
-    } else {
-        RemoteError::internal(e.to_string())
+pub fn internal(e: impl Display) -> RemoteError {
+    RemoteError::internal(e.to_string())
+}
+
+fn cgroup_error(e: CgroupError) -> RemoteError {
+    match e.is_request_error() {
+        true => RemoteError::invalid(e.to_string()),
+        false => internal(e),
     }
 }
 
@@ -60,216 +51,180 @@ pub fn launch_error(o: &JobOutcome) -> RemoteError {
     }
 }
 
-/// What was created for a launch before the job entered the table; undone on failure.
-struct Partial {
-    dir: JobDir,
-    cgroup: Option<JobCgroup>,
-}
-
-impl Partial {
-    fn undo(self) {
-        if let Some(cg) = self.cgroup {
-            let _ = cg.kill_all();
-            if let Err(e) = cg.remove() {
-                tracing::error!(error = %e, "cannot remove the cgroup of a failed launch");
-            }
-        }
-        if let Err(e) = self.dir.remove() {
-            tracing::error!(error = %e, "cannot remove the record of a failed launch");
-        }
-    }
-}
-
 impl Spawner {
     /// StartJob. Returns the reply now when refused; `None` when the answer comes later, from
-    /// the shim's report.
+    /// the shim's records.
     pub fn start_job(
         &mut self,
         client: ClientId,
         request: u64,
         job: JobId,
         launch: LaunchSpec,
-        upload: Vec<OwnedFd>,
+        mut fds: Vec<OwnedFd>,
     ) -> Option<SpawnerReply> {
-        drop(upload);
-        match self.try_start(client, request, &job, &launch) {
-            Ok(()) => None,
-            Err(e) => Some(SpawnerReply::Error(e)),
-        }
+        let started = self.try_start(&job, &launch, fds.pop(), (client, request));
+        started.err().map(SpawnerReply::Error)
     }
 
     fn try_start(
         &mut self,
-        client: ClientId,
-        request: u64,
-        job: &JobId,
+        id: &JobId,
         launch: &LaunchSpec,
+        upload: Option<OwnedFd>,
+        reply_to: (ClientId, u64),
     ) -> Result<(), RemoteError> {
         validate::launch(launch)?;
-        if let Some(e) = unsupported(launch) {
-            return Err(e);
+        unsupported(launch)?;
+        let is_dir = |fd| {
+            nix::sys::stat::fstat(fd).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR)
+        };
+        if let Some(fd) = &upload
+            && !is_dir(fd)
+        {
+            return Err(RemoteError::invalid("the upload fd is not a directory"));
         }
-        let dir = JobDir::new(&self.jobs_dir, job);
-        if self.jobs.contains_key(job) || dir.path().exists() {
-            return Err(RemoteError::new(
-                joblet_ipc_proto::RemoteErrorKind::AlreadyExists,
-                format!("job {job} already exists"),
-            ));
+        let dir = JobDir::new(&self.jobs_dir, id);
+        if self.jobs.contains_key(id) || dir.path().exists() {
+            let exists = format!("job {id} already exists");
+            return Err(RemoteError::new(RemoteErrorKind::AlreadyExists, exists));
         }
-        let spec = &launch.spec;
-        let limits = self
-            .cgroups
-            .resolve(
-                &spec.limits,
-                self.settings.default_pids_max,
-                &self.io_devices,
-            )
-            .map_err(|e| cgroup_error(&e))?;
-        dir.create()
-            .map_err(|e| RemoteError::internal(e.to_string()))?;
-        let mut partial = Partial { dir, cgroup: None };
-        let mut file = JobFile {
-            job: job.clone(),
-            created_ns: clock::realtime_ns(),
-            timeout_at: if spec.timeout_ms > 0 {
-                clock::boot_deadline(spec.timeout_ms)
-            } else {
-                0
-            },
-            shim: None,
-            stop: None,
+        let (spec, s) = (&launch.spec, &self.settings);
+        let limits = (self.cgroups).resolve(&spec.limits, s.default_pids_max, &self.io_devices);
+        let limits = limits.map_err(cgroup_error)?;
+        let timeout_at = match spec.timeout_ms {
+            0 => 0,
+            ms => clock::boot_deadline(ms),
         };
-        let fail = |partial: Partial, e: RemoteError| {
-            partial.undo();
-            Err(e)
+        let userns_slot = self.userns_slot()?;
+        let file = JobFile {
+            timeout_at,
+            userns_slot,
+            ..JobFile::default()
         };
-        if let Err(e) = partial.dir.write_job(&file) {
-            return fail(partial, RemoteError::internal(e.to_string()));
-        }
-        match self.cgroups.create(job, &limits) {
-            Ok(cg) => partial.cgroup = Some(cg),
-            Err(e) => return fail(partial, cgroup_error(&e)),
-        }
-        let Some(cgroup) = partial.cgroup.as_ref() else {
-            return fail(partial, RemoteError::internal("cgroup missing"));
-        };
-        let oom_watch = match cgroup.oom_watch() {
-            Ok(w) => w,
-            Err(e) => return fail(partial, RemoteError::internal(e.to_string())),
-        };
-        let plan = LaunchPlan {
-            job: job.clone(),
-            dir: partial.dir.clone(),
-            allowed_mounts: self.settings.allowed_mounts.clone(),
-            disk_mb: if spec.limits.disk_mb > 0 {
-                spec.limits.disk_mb
-            } else {
-                self.settings.default_disk_mb
-            },
-            uid: self.settings.job_uid,
-            gid: self.settings.job_gid,
-            hostname: launch::env::hostname(job),
-            work_dir: launch::env::work_dir(spec).to_string(),
-            command: spec.command.clone(),
-            args: spec.args.clone(),
-            env: launch::env::build(job, spec, &launch.secret_env),
-        };
-        let forked = OutputPipes::new().and_then(|pipes| {
-            let attach = |pid: i32| cgroup.attach(pid).map_err(|e| e.to_string());
+        dir.create().map_err(internal)?;
+        let mut job = Job::new(id.clone(), dir, file, None, Some(reply_to));
+        // Everything made so far belongs to `job`; a failure releases it whole.
+        let launched = (|| {
+            job.dir.write(JOB, &job.file).map_err(internal)?;
+            let cgroup = self.cgroups.create(id, &limits).map_err(cgroup_error)?;
+            let cgroup = job.cgroup.insert(cgroup);
+            job.oom_watch = cgroup.oom_watch().map_err(internal)?;
+            let plan = self.plan(id, launch, userns_slot);
+            let attach = |pid| cgroup.attach(pid).map_err(|e| e.to_string());
             let placement = match cgroup.clone_into_fd() {
                 Some(fd) => Placement::CloneInto(fd),
                 None => Placement::Attach(&attach),
             };
-            launch::fork_shim(&plan, pipes, placement)
-        });
-        let (mut shim, out_r, err_r) = match forked {
-            Ok(f) => f,
-            Err(e) => return fail(partial, RemoteError::internal(e.to_string())),
-        };
-        file.shim = Some(ProcRef {
-            pid: shim.pid,
-            start_ticks: shim.start_ticks,
-        });
-        let released = partial
-            .dir
-            .write_job(&file)
-            .map_err(|e| e.to_string())
-            .and_then(|()| shim.release().map_err(|e| e.to_string()));
-        if let Err(e) = released {
-            // The shim exits by itself when its go pipe closes; reap it.
-            let _ = sys::pidfd_send_signal(shim.pidfd.as_fd(), Signal::SIGKILL);
-            let _ = sys::reap_pidfd(shim.pidfd.as_fd(), true);
-            return fail(partial, RemoteError::internal(e));
+            let upload = upload.as_ref().map(|u| u.as_fd());
+            let forked = launch::fork_shim(&plan, placement, upload).map_err(internal)?;
+            let (pid, start_ticks) = (forked.pid, forked.start_ticks);
+            job.pipes = Some((forked.stdout, forked.stderr));
+            job.file.shim = Some(ProcRef { pid, start_ticks });
+            let status = Some(forked.status);
+            job.shim = Some(ShimLink {
+                pid,
+                pidfd: forked.pidfd,
+                status,
+                child: true,
+            });
+            job.dir.write(JOB, &job.file).map_err(internal)?;
+            launch::release(forked.go).map_err(internal)
+        })();
+        if let Err(e) = launched {
+            self.release(job, false);
+            return Err(e);
         }
-        tracing::info!(%job, shim = shim.pid, command = %spec.command, "job launching");
-        self.jobs.insert(
-            job.clone(),
-            Job {
-                id: job.clone(),
-                dir: partial.dir,
-                file,
-                phase: Phase::Launching {
-                    reply_to: Some((client, request)),
-                    deadline: clock::boot_deadline(LAUNCH_TIMEOUT_MS),
-                },
-                shim: Some(ShimLink {
-                    pid: shim.pid,
-                    pidfd: shim.pidfd,
-                    status: Some(shim.status),
-                    reader: Default::default(),
-                    child: true,
-                }),
-                started: None,
-                init_pidfd: None,
-                cgroup: partial.cgroup,
-                oom_watch: Some(oom_watch),
-                pipes: Some((out_r, err_r)),
-                attach: Attach::Never,
-                killed: false,
-                launch_abandoned: None,
-                acked: false,
-            },
-        );
+        tracing::info!(job = %id, shim = ?job.file.shim, command = %spec.command, "job launching");
+        self.jobs.insert(id.clone(), job);
         Ok(())
     }
 
-    /// The shim's status pipe has data (or closed).
+    /// A free user-namespace slot (range of host ids), `None` when jobs get no user namespace.
+    pub fn userns_slot(&self) -> Result<Option<u32>, RemoteError> {
+        let u = &self.settings.userns;
+        if !u.enabled {
+            return Ok(None);
+        }
+        let taken = |k: &u32| self.jobs.values().any(|j| j.file.userns_slot == Some(*k));
+        let full = format!("all {} user-namespace slots are in use", u.slots);
+        let free = (0..u.slots).find(|k| !taken(k));
+        free.map(Some)
+            .ok_or(RemoteError::new(RemoteErrorKind::ResourceExhausted, full))
+    }
+
+    /// The launch plan of a job, from its request and the spawner's settings.
+    pub fn plan(&self, job: &JobId, launch: &LaunchSpec, slot: Option<u32>) -> LaunchPlan {
+        let (s, spec) = (&self.settings, &launch.spec);
+        LaunchPlan {
+            dir: JobDir::new(&self.jobs_dir, job),
+            allowed_mounts: s.allowed_mounts.clone(),
+            disk_mb: match spec.limits.disk_mb {
+                0 => s.default_disk_mb,
+                mb => mb,
+            },
+            uid: s.job_uid,
+            gid: s.job_gid,
+            // Validated at start: the last slot's range ends below u32::MAX.
+            userns: slot.map(|k| (s.userns.host_base + k * s.userns.range, s.userns.range)),
+            landlock: self.landlock,
+            seccomp: self.seccomp.clone(),
+            hostname: env::hostname(job),
+            work_dir: env::work_dir(spec).to_string(),
+            command: spec.command.clone(),
+            args: spec.args.clone(),
+            env: env::build(job, spec, &launch.secret_env),
+            probe: false,
+        }
+    }
+
+    /// The shim's status pipe has data (or closed): look at its records.
     pub fn on_status(&mut self, id: &JobId) {
-        let mut reports = Vec::new();
+        if let Some(shim) = self.jobs.get_mut(id).and_then(|j| j.shim.as_mut())
+            && let Some(status) = &shim.status
         {
-            let Some(shim) = self.jobs.get_mut(id).and_then(|j| j.shim.as_mut()) else {
-                return;
-            };
-            let Some(status) = &shim.status else {
-                return;
-            };
-            let mut buf = [0u8; 4096];
-            match nix::unistd::read(status, &mut buf) {
-                Ok(0) => shim.status = None,
-                Ok(n) => shim.reader.push(&buf[..n]),
-                Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => {}
-                Err(e) => {
-                    tracing::warn!(job = %id, error = %e, "cannot read the shim's status");
-                    shim.status = None;
-                }
-            }
             loop {
-                match shim.reader.next_report() {
-                    Ok(Some(r)) => reports.push(r),
-                    Ok(None) => break,
+                match nix::unistd::read(status, &mut [0u8; 64]) {
+                    Ok(0) => break shim.status = None,
+                    Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                    Err(nix::errno::Errno::EAGAIN) => break,
                     Err(e) => {
-                        tracing::error!(job = %id, error = %e, "shim status stream corrupt; ignoring it");
-                        shim.status = None;
-                        break;
+                        tracing::warn!(job = %id, error = %e, "cannot read the shim's status");
+                        break shim.status = None;
                     }
                 }
             }
         }
-        for r in reports {
-            match r {
-                ShimReport::Started(s) => self.on_started(id, s),
-                ShimReport::Ended(e) => self.on_ended(id, &e),
-            }
+        self.refresh(id);
+    }
+
+    /// Moves the job on according to the `started` and `exit` records its shim wrote.
+    pub fn refresh(&mut self, id: &JobId) {
+        let Some(job) = self.jobs.get(id).filter(|j| j.exited().is_none()) else {
+            return;
+        };
+        let read_started = job.dir.read::<StartedFile>(STARTED);
+        let started = crate::logged(
+            read_started,
+            format_args!("read the started record of {id}"),
+        );
+        let exit = crate::logged(
+            job.dir.read(EXIT),
+            format_args!("read the exit record of {id}"),
+        );
+        let ended = exit.map(|exit: ExitFile| {
+            let oom_kills = job.cgroup.as_ref().map(|c| c.oom_kills()).transpose();
+            let oom_kills = crate::logged(oom_kills, format_args!("read the OOM kills of {id}"));
+            outcome::from_exit(
+                &exit,
+                job.file.stop.map(|s| s.cause),
+                oom_kills.unwrap_or(0),
+            )
+        });
+        if let Some(s) = started.filter(|_| matches!(job.phase, Phase::Launching { .. })) {
+            self.on_started(id, s);
+        }
+        if let Some((outcome, ended_ns)) = ended {
+            self.end_job(id, outcome, ended_ns);
         }
     }
 
@@ -277,99 +232,69 @@ impl Spawner {
         let Some(job) = self.jobs.get_mut(id) else {
             return;
         };
-        let Phase::Launching { reply_to, .. } = &job.phase else {
-            return;
+        let reply_to = match job.phase {
+            Phase::Launching { reply_to, .. } => reply_to,
+            _ => None,
         };
-        let reply_to = *reply_to;
         job.started = Some(started);
         job.phase = Phase::Running;
         job.attach = Attach::Wanted;
-        job.init_pidfd = job
-            .shim
-            .as_ref()
-            .and_then(|s| sys::pidfd_getfd(s.pidfd.as_fd(), ShimFds::JOB_PIDFD).ok());
+        let shim = job.shim.as_ref();
+        job.init_pidfd =
+            shim.and_then(|s| sys::pidfd_getfd(s.pidfd.as_fd(), ShimFds::JOB_PIDFD).ok());
+        if let (None, Some(cg)) = (&job.oom_watch, &job.cgroup) {
+            job.oom_watch = crate::logged(cg.oom_watch(), format_args!("watch {id} for OOM kills"));
+        }
         tracing::info!(job = %id, pid = started.job_pid, "job started");
         if let Some((client, request)) = reply_to {
             let pid = u32::try_from(started.job_pid).unwrap_or(0);
-            self.reply(
-                client,
-                request,
-                SpawnerReply::Started {
-                    pid,
-                    started_ns: started.started_ns,
-                },
-            );
+            let started_ns = started.started_ns;
+            self.reply(client, request, SpawnerReply::Started { pid, started_ns });
         }
         self.flush_all();
     }
 
-    /// The job is over: build its outcome, answer a pending StartJob, tell every client.
-    pub fn on_ended(&mut self, id: &JobId, exit: &ExitFile) {
-        let Some(job) = self.jobs.get_mut(id) else {
-            return;
-        };
-        if job.exited().is_some() {
-            return;
-        }
-        let oom_kills = job.cgroup.as_ref().map_or(0, |c| {
-            c.oom_kills().unwrap_or_else(|e| {
-                tracing::warn!(job = %id, error = %e, "cannot read OOM kills");
-                0
-            })
-        });
-        let (outcome, ended_ns) =
-            outcome::from_exit(exit, job.file.stop.map(|s| s.cause), oom_kills);
-        self.end_job(id, outcome, ended_ns);
-    }
-
-    /// Moves a job to Exited with `outcome`, answering and broadcasting as needed.
+    /// Moves a job to Exited with `outcome`, answering a pending StartJob and telling every
+    /// client.
     pub fn end_job(&mut self, id: &JobId, outcome: JobOutcome, ended_ns: u64) {
         let Some(job) = self.jobs.get_mut(id) else {
             return;
         };
-        let reply_to = match &job.phase {
-            Phase::Launching { reply_to, .. } => *reply_to,
+        let error = match job.phase {
+            Phase::Launching {
+                reply_to: Some(to), ..
+            } => Some((to, launch_error(&outcome))),
             _ => None,
         };
         if outcome.reason == EndReason::LaunchFailed {
             job.attach = Attach::Never;
             job.pipes = None;
         }
-        job.init_pidfd = None;
-        job.oom_watch = None;
-        tracing::info!(job = %id, reason = outcome.reason.as_str(), exit_code = outcome.exit_code, message = %outcome.message, "job ended");
+        (job.init_pidfd, job.oom_watch) = (None, None);
+        tracing::info!(job = %id, reason = outcome.reason.as_str(), exit_code = outcome.exit_code,
+            message = %outcome.message, "job ended");
         job.phase = Phase::Exited { outcome, ended_ns };
         let event = crate::server::exit_event(job);
-        if let (Some((client, request)), Some((o, _))) = (reply_to, job.exited()) {
-            let e = launch_error(o);
+        if let Some(((client, request), e)) = error {
             self.reply(client, request, SpawnerReply::Error(e));
         }
-        if let Some(ev) = event {
-            self.broadcast(ev);
-        }
+        event.into_iter().for_each(|ev| self.broadcast(ev));
         self.flush_all();
     }
 
     /// The shim process exited (we killed it, or it died).
     pub fn on_shim_exit(&mut self, id: &JobId) {
-        let Some(job) = self.jobs.get_mut(id) else {
-            return;
-        };
-        let Some(shim) = job.shim.take() else {
+        let Some(shim) = self.jobs.get_mut(id).and_then(|j| j.shim.take()) else {
             return;
         };
         if shim.child {
             let _ = sys::reap_pidfd(shim.pidfd.as_fd(), false);
         }
-        if job.exited().is_some() {
+        // It may have written its records just before dying.
+        self.refresh(id);
+        let Some(job) = self.jobs.get(id).filter(|j| j.exited().is_none()) else {
             return;
-        }
-        // It may have written its exit record just before dying.
-        match job.dir.read_exit() {
-            Ok(Some(exit)) => return self.on_ended(id, &exit),
-            Ok(None) => {}
-            Err(e) => tracing::error!(job = %id, error = %e, "cannot read the exit record"),
-        }
+        };
         if let Some(cg) = &job.cgroup {
             let _ = cg.signal_all(Signal::SIGKILL);
         }
@@ -384,7 +309,7 @@ impl Spawner {
         self.end_job(id, outcome, clock::realtime_ns());
     }
 
-    /// The cgroup's OOM watch fired: if something was OOM killed, the whole job goes.
+    /// v1: the cgroup's OOM watch fired: if something was OOM killed, the whole job goes.
     pub fn on_oom(&mut self, id: &JobId) {
         let Some(job) = self.jobs.get_mut(id) else {
             return;
@@ -409,32 +334,23 @@ impl Spawner {
 
     /// AckExit: the frontend recorded the exit. Unknown jobs are fine (acks are idempotent).
     pub fn ack_exit(&mut self, id: &JobId) {
-        if let Some(job) = self.jobs.get_mut(id) {
-            if job.exited().is_some() {
-                job.acked = true;
-            } else {
-                tracing::warn!(job = %id, "ack for a job that is still running; ignored");
-            }
+        match self.jobs.get_mut(id) {
+            Some(job) if job.exited().is_some() => job.acked = true,
+            Some(_) => tracing::warn!(job = %id, "ack for a job that is still running; ignored"),
+            None => {}
         }
     }
 
     /// Releases every acknowledged job whose output is drained (or never attached).
     pub fn release_finished_jobs(&mut self) {
-        let done: Vec<JobId> = self
-            .jobs
-            .values()
-            .filter(|j| j.acked && matches!(j.attach, Attach::Never | Attach::Drained))
-            .map(|j| j.id.clone())
-            .collect();
-        for id in done {
-            if let Some(job) = self.jobs.remove(&id) {
-                self.release(job, false);
-            }
-        }
+        let done =
+            |_: &JobId, j: &mut Job| j.acked && matches!(j.attach, Attach::Never | Attach::Drained);
+        let done: Vec<Job> = self.jobs.extract_if(.., done).map(|(_, j)| j).collect();
+        done.into_iter().for_each(|job| self.release(job, false));
     }
 
-    /// Frees everything of an ended job: its shim, pipes, cgroup and (unless `keep_record`)
-    /// its record.
+    /// Frees everything of a job: its shim, pipes, cgroup and (unless `keep_record`) its
+    /// record; its user-namespace slot is free once it left the table.
     pub fn release(&mut self, mut job: Job, keep_record: bool) {
         if let Some(shim) = job.shim.take() {
             let _ = sys::pidfd_send_signal(shim.pidfd.as_fd(), Signal::SIGKILL);

@@ -52,16 +52,12 @@ impl OutputLink {
         }
     }
 
-    pub fn is_ready(&self) -> bool {
-        matches!(self.conn, Conn::Ready(_))
-    }
-
     pub fn poll_fd(&self) -> Option<(RawFd, libc::c_short)> {
+        let out = if self.blocked { libc::POLLOUT } else { 0 };
         match &self.conn {
             Conn::Down => None,
             Conn::Connecting(s, _) => Some((s.as_raw_fd(), libc::POLLIN)),
-            Conn::Ready(s) if self.blocked => Some((s.as_raw_fd(), libc::POLLIN | libc::POLLOUT)),
-            Conn::Ready(s) => Some((s.as_raw_fd(), libc::POLLIN)),
+            Conn::Ready(s) => Some((s.as_raw_fd(), libc::POLLIN | out)),
         }
     }
 
@@ -80,7 +76,7 @@ impl OutputLink {
         self.retry_at = clock::boot_deadline(self.backoff_ms);
         self.backoff_ms = (self.backoff_ms * 2).min(BACKOFF_MAX_MS);
         for job in jobs.values_mut() {
-            if job.attach == Attach::Sent {
+            if matches!(job.attach, Attach::Sent | Attach::WatchWanted) {
                 job.attach = Attach::Wanted;
             }
         }
@@ -104,20 +100,15 @@ impl OutputLink {
     }
 
     fn start_connect(&self) -> Result<SeqSocket, String> {
-        let fd = socket(
-            AddressFamily::Unix,
-            SockType::SeqPacket,
-            SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
-            None,
-        )
-        .map_err(|e| format!("socket: {e}"))?;
-        let addr = UnixAddr::new(&self.path).map_err(|e| format!("address: {e}"))?;
+        let flags = SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK;
+        let fd = socket(AddressFamily::Unix, SockType::SeqPacket, flags, None);
+        let fd = fd.map_err(|e| format!("socket: {e}"))?;
         // A Unix socket connects at once or fails (EAGAIN when the backlog is full).
-        connect(fd.as_raw_fd(), &addr).map_err(|e| format!("connect: {e}"))?;
+        let addr = UnixAddr::new(&self.path).and_then(|a| connect(fd.as_raw_fd(), &a));
+        addr.map_err(|e| format!("connect: {e}"))?;
         let sock = SeqSocket::from_fd(fd);
-        sock.send(&Hello::new(Channel::Output), &[])
-            .map_err(|e| format!("hello: {e}"))?;
-        Ok(sock)
+        let hello = sock.send(&Hello::new(Channel::Output), &[]);
+        hello.map(|()| sock).map_err(|e| format!("hello: {e}"))
     }
 
     pub fn on_ready(
@@ -172,7 +163,8 @@ impl OutputLink {
         }
     }
 
-    /// Sends Attach for every job that wants it, until the socket is full.
+    /// Sends Attach (and Watch for running jobs) for every job that wants it, until the socket
+    /// is full.
     pub fn flush(&mut self, jobs: &mut BTreeMap<JobId, Job>) {
         let Conn::Ready(sock) = &self.conn else {
             return;
@@ -181,24 +173,18 @@ impl OutputLink {
             return;
         }
         let mut failure = None;
-        for job in jobs.values_mut().filter(|j| j.attach == Attach::Wanted) {
-            let Some((out, err)) = &job.pipes else {
-                job.attach = Attach::Never;
-                continue;
-            };
-            let msg = ToPersistOutput::Attach {
-                job: job.id.clone(),
-                started_ns: job.started.map_or(0, |s| s.started_ns),
-            };
-            match sock.send(&msg, &[out.as_fd(), err.as_fd()]) {
-                Ok(()) => job.attach = Attach::Sent,
-                Err(e) if e.would_block() => {
-                    self.blocked = true;
-                    break;
-                }
-                Err(e) => {
-                    failure = Some(e.to_string());
-                    break;
+        'jobs: for job in jobs.values_mut() {
+            while matches!(job.attach, Attach::Wanted | Attach::WatchWanted) {
+                match send_next(sock, job) {
+                    Ok(next) => job.attach = next,
+                    Err(e) if e.would_block() => {
+                        self.blocked = true;
+                        break 'jobs;
+                    }
+                    Err(e) => {
+                        failure = Some(e.to_string());
+                        break 'jobs;
+                    }
                 }
             }
         }
@@ -206,4 +192,35 @@ impl OutputLink {
             self.lost(jobs, &why);
         }
     }
+}
+
+/// Sends the job's next hand-over message and returns its next state: the pipes' read ends
+/// (Attach), then, while it runs, its cgroup directories for metrics (Watch).
+fn send_next(sock: &SeqSocket, job: &Job) -> Result<Attach, IpcError> {
+    let (Attach::Wanted, Some((out, err))) = (job.attach, &job.pipes) else {
+        let dirs = match (job.attach, &job.cgroup) {
+            (Attach::WatchWanted, Some(cg)) => cg.watch_dirs(),
+            _ => return Ok(Attach::Never),
+        };
+        let dirs = crate::logged(
+            dirs,
+            format_args!("open the cgroup of {} for metrics", job.id),
+        );
+        let (kinds, fds): (Vec<_>, Vec<_>) = dirs.into_iter().unzip();
+        let fds: Vec<_> = fds.iter().map(|f| f.as_fd()).collect();
+        let msg = ToPersistOutput::Watch {
+            job: job.id.clone(),
+            dirs: kinds,
+        };
+        return sock.send(&msg, &fds).map(|()| Attach::Sent);
+    };
+    let msg = ToPersistOutput::Attach {
+        job: job.id.clone(),
+        started_ns: job.started.map_or(0, |s| s.started_ns),
+    };
+    sock.send(&msg, &[out.as_fd(), err.as_fd()])?;
+    Ok(match job.exited() {
+        None => Attach::WatchWanted,
+        Some(_) => Attach::Sent,
+    })
 }

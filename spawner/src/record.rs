@@ -12,7 +12,7 @@
 //! new content, never a mix. Files start with a magic and version, then postcard.
 
 use std::fs::{self, OpenOptions};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -20,7 +20,8 @@ use joblet_ipc_proto::job::JobId;
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 const MAGIC: &[u8; 4] = b"JBSR";
-const VERSION: u8 = 1;
+/// 2: the job file records the user-namespace slot.
+const VERSION: u8 = 2;
 /// Records are tiny; anything larger is not ours.
 const MAX_FILE_LEN: u64 = 64 * 1024;
 /// Longest launch-failure message kept (it ends up in an IPC frame and in logs).
@@ -36,6 +37,11 @@ pub enum RecordError {
     },
     #[error("{path} is not a valid record: {reason}")]
     Corrupt { path: PathBuf, reason: String },
+}
+
+fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> RecordError {
+    let path = path.to_path_buf();
+    move |source| RecordError::Io { what, path, source }
 }
 
 /// A process named so that a reused pid cannot be mistaken for it.
@@ -62,15 +68,15 @@ pub struct StopRequest {
 }
 
 /// The spawner's own record of a job.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobFile {
-    pub job: JobId,
-    pub created_ns: u64,
     /// When the job times out (boot-time ns); 0 = never.
     pub timeout_at: u64,
     /// The job's shim, once forked.
     pub shim: Option<ProcRef>,
     pub stop: Option<StopRequest>,
+    /// The user-namespace slot (range of host ids) the job holds, if it has one.
+    pub userns_slot: Option<u32>,
 }
 
 /// Written by the shim once the command runs.
@@ -107,17 +113,14 @@ fn decode<T: DeserializeOwned>(path: &Path, bytes: &[u8]) -> Result<T, RecordErr
         path: path.to_path_buf(),
         reason,
     };
-    let body = bytes
-        .strip_prefix(MAGIC.as_slice())
-        .ok_or_else(|| corrupt("bad magic".into()))?;
+    let body = bytes.strip_prefix(MAGIC.as_slice());
+    let body = body.ok_or_else(|| corrupt("bad magic".into()))?;
     match body.split_first() {
-        Some((&VERSION, rest)) => {
-            let (v, tail) = postcard::take_from_bytes(rest).map_err(|e| corrupt(e.to_string()))?;
-            if !tail.is_empty() {
-                return Err(corrupt("trailing bytes".into()));
-            }
-            Ok(v)
-        }
+        Some((&VERSION, rest)) => match postcard::take_from_bytes(rest) {
+            Ok((v, [])) => Ok(v),
+            Ok(_) => Err(corrupt("trailing bytes".into())),
+            Err(e) => Err(corrupt(e.to_string())),
+        },
         Some((v, _)) => Err(corrupt(format!("unknown version {v}"))),
         None => Err(corrupt("empty".into())),
     }
@@ -126,37 +129,19 @@ fn decode<T: DeserializeOwned>(path: &Path, bytes: &[u8]) -> Result<T, RecordErr
 /// Replaces `path` atomically with `bytes`.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
+    let mut options = OpenOptions::new();
+    options.write(true).create(true).truncate(true).mode(0o600);
+    let mut f = options
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .open(&tmp)?;
     f.write_all(bytes)?;
     f.sync_all()?;
     drop(f);
     fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        fs::File::open(dir)?.sync_all()?;
+    match path.parent() {
+        Some(dir) => fs::File::open(dir)?.sync_all(),
+        None => Ok(()),
     }
-    Ok(())
-}
-
-fn read_bounded(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
-    use std::io::Read;
-    let f = match OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(path)
-    {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    let mut buf = Vec::new();
-    f.take(MAX_FILE_LEN).read_to_end(&mut buf)?;
-    Ok(Some(buf))
 }
 
 /// One job's record directory.
@@ -164,6 +149,11 @@ fn read_bounded(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
 pub struct JobDir {
     path: PathBuf,
 }
+
+/// The files of a job directory.
+pub const JOB: &str = "record";
+pub const STARTED: &str = "started";
+pub const EXIT: &str = "exit";
 
 impl JobDir {
     pub fn new(jobs_dir: &Path, job: &JobId) -> JobDir {
@@ -183,90 +173,49 @@ impl JobDir {
 
     /// Creates the directory (refusing an existing one: job ids are never reused).
     pub fn create(&self) -> Result<(), RecordError> {
-        let io = |source| RecordError::Io {
-            what: "create",
-            path: self.path.clone(),
-            source,
-        };
-        fs::DirBuilder::new()
-            .mode(0o700)
-            .create(&self.path)
-            .map_err(io)?;
-        fs::DirBuilder::new()
-            .mode(0o700)
-            .create(self.root_mountpoint())
-            .map_err(io)
+        let mut b = fs::DirBuilder::new();
+        b.mode(0o700);
+        b.create(&self.path)
+            .and_then(|()| b.create(self.root_mountpoint()))
+            .map_err(io("create", &self.path))
     }
 
     pub fn remove(&self) -> Result<(), RecordError> {
         match fs::remove_dir_all(&self.path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(source) => Err(RecordError::Io {
-                what: "remove",
-                path: self.path.clone(),
-                source,
-            }),
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io("remove", &self.path)(e)),
+            _ => Ok(()),
         }
     }
 
-    fn write<T: Serialize>(&self, name: &str, value: &T) -> Result<(), RecordError> {
+    /// Replaces the record file `name` ([`JOB`], [`STARTED`], [`EXIT`]).
+    pub fn write<T: Serialize>(&self, name: &str, value: &T) -> Result<(), RecordError> {
         let path = self.path.join(name);
-        write_atomic(&path, &encode(value)).map_err(|source| RecordError::Io {
-            what: "write",
-            path,
-            source,
-        })
+        write_atomic(&path, &encode(value)).map_err(io("write", &path))
     }
 
-    fn read<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>, RecordError> {
+    /// Reads the record file `name`; `None` when it does not exist.
+    pub fn read<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>, RecordError> {
         let path = self.path.join(name);
-        match read_bounded(&path) {
-            Ok(Some(bytes)) => decode(&path, &bytes).map(Some),
-            Ok(None) => Ok(None),
-            Err(source) => Err(RecordError::Io {
-                what: "read",
-                path,
-                source,
-            }),
+        let nofollow = libc::O_NOFOLLOW | libc::O_CLOEXEC;
+        let file = OpenOptions::new()
+            .read(true)
+            .custom_flags(nofollow)
+            .open(&path);
+        let mut bytes = Vec::new();
+        match file.and_then(|f| f.take(MAX_FILE_LEN).read_to_end(&mut bytes)) {
+            Ok(_) => decode(&path, &bytes).map(Some),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io("read", &path)(e)),
         }
-    }
-
-    pub fn write_job(&self, f: &JobFile) -> Result<(), RecordError> {
-        self.write("record", f)
-    }
-    pub fn read_job(&self) -> Result<Option<JobFile>, RecordError> {
-        self.read("record")
-    }
-    pub fn write_started(&self, f: &StartedFile) -> Result<(), RecordError> {
-        self.write("started", f)
-    }
-    pub fn read_started(&self) -> Result<Option<StartedFile>, RecordError> {
-        self.read("started")
-    }
-    pub fn write_exit(&self, f: &ExitFile) -> Result<(), RecordError> {
-        self.write("exit", f)
-    }
-    pub fn read_exit(&self) -> Result<Option<ExitFile>, RecordError> {
-        self.read("exit")
     }
 }
 
 /// The job directories present, and the names that are not job ids (left alone, reported).
 pub fn scan(jobs_dir: &Path) -> Result<(Vec<JobId>, Vec<String>), RecordError> {
-    let io = |source| RecordError::Io {
-        what: "list",
-        path: jobs_dir.to_path_buf(),
-        source,
-    };
-    let mut ids = Vec::new();
-    let mut strays = Vec::new();
-    for entry in fs::read_dir(jobs_dir).map_err(io)? {
-        let name = entry
-            .map_err(io)?
-            .file_name()
-            .to_string_lossy()
-            .into_owned();
+    let (mut ids, mut strays) = (Vec::new(), Vec::new());
+    for entry in fs::read_dir(jobs_dir).map_err(io("list", jobs_dir))? {
+        let name = entry.map_err(io("list", jobs_dir))?.file_name();
+        let name = name.to_string_lossy().into_owned();
         match JobId::parse(&name) {
             Ok(id) => ids.push(id),
             Err(_) => strays.push(name),
@@ -314,10 +263,8 @@ mod tests {
             dir.create().is_err(),
             "an existing job dir must not be reused"
         );
-        assert_eq!(dir.read_job().unwrap(), None);
+        assert_eq!(dir.read::<JobFile>(JOB).unwrap(), None);
         let job = JobFile {
-            job: id(),
-            created_ns: 1,
             timeout_at: 2,
             shim: Some(ProcRef {
                 pid: 3,
@@ -327,22 +274,23 @@ mod tests {
                 cause: StopCause::Timeout,
                 kill_at: 5,
             }),
+            userns_slot: Some(7),
         };
-        dir.write_job(&job).unwrap();
-        assert_eq!(dir.read_job().unwrap(), Some(job));
+        dir.write(JOB, &job).unwrap();
+        assert_eq!(dir.read(JOB).unwrap(), Some(job));
         let started = StartedFile {
             job_pid: 9,
             started_ns: 10,
         };
-        dir.write_started(&started).unwrap();
-        assert_eq!(dir.read_started().unwrap(), Some(started));
+        dir.write(STARTED, &started).unwrap();
+        assert_eq!(dir.read(STARTED).unwrap(), Some(started));
         let exit = ExitFile::LaunchFailed {
             exit_code: 127,
             message: "command not found: x".into(),
             ended_ns: 11,
         };
-        dir.write_exit(&exit).unwrap();
-        assert_eq!(dir.read_exit().unwrap(), Some(exit));
+        dir.write(EXIT, &exit).unwrap();
+        assert_eq!(dir.read(EXIT).unwrap(), Some(exit));
         assert_eq!(scan(&base).unwrap().0, vec![id()]);
         dir.remove().unwrap();
         assert!(scan(&base).unwrap().0.is_empty());
@@ -354,7 +302,7 @@ mod tests {
         let p = Path::new("/x");
         assert!(decode::<StartedFile>(p, b"").is_err());
         assert!(decode::<StartedFile>(p, b"JBSR").is_err());
-        assert!(decode::<StartedFile>(p, b"JBSR\x02\x00\x00").is_err());
+        assert!(decode::<StartedFile>(p, b"JBSR\x01\x00\x00").is_err());
         let mut good = encode(&StartedFile {
             job_pid: 1,
             started_ns: 2,

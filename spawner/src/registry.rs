@@ -1,24 +1,26 @@
 //! The job table: what the spawner holds for each job it started or adopted, and the pure
 //! functions over it (paging for ListJobs).
 
-use std::collections::BTreeMap;
-use std::os::fd::OwnedFd;
+use std::{collections::BTreeMap, os::fd::OwnedFd};
 
 use joblet_ipc_proto::MAX_FRAME_LEN;
 use joblet_ipc_proto::channel::spawner::SpawnedJob;
 use joblet_ipc_proto::job::{JobId, JobOutcome};
 
 use crate::cgroup::JobCgroup;
-use crate::launch::report::ReportReader;
+use crate::clock;
 use crate::record::{JobDir, JobFile, StartedFile};
 
 /// A client connection id.
 pub type ClientId = u64;
 
+/// A launch (namespaces, mounts, uploads, exec) that takes longer than this is abandoned.
+pub const LAUNCH_TIMEOUT_MS: u64 = 60_000;
+
 /// Where a job is in its life, as the spawner sees it.
 #[derive(Debug)]
 pub enum Phase {
-    /// The shim was released; waiting for its Started or Ended report.
+    /// The shim was released; waiting for its `started` or `exit` record.
     Launching {
         /// Who asked, to answer once the command was exec'd (None after a restart).
         reply_to: Option<(ClientId, u64)>,
@@ -40,6 +42,8 @@ pub enum Attach {
     Never,
     /// To be sent (again) on the next ready connection.
     Wanted,
+    /// Attach sent on the current connection; the Watch of the running job's cgroup to follow.
+    WatchWanted,
     /// Sent on the current connection; waiting for Drained.
     Sent,
     /// persistd stored everything.
@@ -53,7 +57,6 @@ pub struct ShimLink {
     pub pidfd: OwnedFd,
     /// Read end of its status pipe (None once it reported end of file).
     pub status: Option<OwnedFd>,
-    pub reader: ReportReader,
     /// Forked by this spawner (so ours to reap), rather than adopted after a restart.
     pub child: bool,
 }
@@ -69,6 +72,7 @@ pub struct Job {
     /// pidfd of the job's PID 1 (from the shim).
     pub init_pidfd: Option<OwnedFd>,
     pub cgroup: Option<JobCgroup>,
+    /// v1 only: the OOM eventfd (v2 kills the whole job by itself).
     pub oom_watch: Option<OwnedFd>,
     /// Our copies of the stdout and stderr read ends.
     pub pipes: Option<(OwnedFd, OwnedFd)>,
@@ -82,6 +86,34 @@ pub struct Job {
 }
 
 impl Job {
+    /// A job whose launch is under way (or, after a restart, in an unknown state), to be
+    /// answered to `reply_to` once its command runs.
+    pub fn new(
+        id: JobId,
+        dir: JobDir,
+        file: JobFile,
+        cgroup: Option<JobCgroup>,
+        reply_to: Option<(ClientId, u64)>,
+    ) -> Job {
+        let deadline = clock::boot_deadline(LAUNCH_TIMEOUT_MS);
+        Job {
+            id,
+            dir,
+            file,
+            phase: Phase::Launching { reply_to, deadline },
+            shim: None,
+            started: None,
+            init_pidfd: None,
+            cgroup,
+            oom_watch: None,
+            pipes: None,
+            attach: Attach::Never,
+            killed: false,
+            launch_abandoned: None,
+            acked: false,
+        }
+    }
+
     pub fn exited(&self) -> Option<(&JobOutcome, u64)> {
         match &self.phase {
             Phase::Exited { outcome, ended_ns } => Some((outcome, *ended_ns)),
@@ -114,10 +146,7 @@ pub fn page<'a>(
 ) -> (Vec<SpawnedJob>, bool) {
     let mut out = Vec::new();
     let mut bytes = 0;
-    for (id, summary) in jobs {
-        if after.is_some_and(|a| id <= a) {
-            continue;
-        }
+    for (_, summary) in jobs.filter(|(id, _)| after.is_none_or(|a| *id > a)) {
         let size = postcard::to_allocvec(&summary).map_or(MAX_FRAME_LEN, |v| v.len());
         if out.len() == MAX_PAGE || bytes + size > MAX_FRAME_LEN - FRAME_MARGIN {
             return (out, true);

@@ -5,14 +5,13 @@
 //! A frame that is malformed, too large, carries unexpected fds or is not permitted closes
 //! that connection (and only it), with the reason logged.
 
-use std::collections::VecDeque;
+use std::{collections::VecDeque, os::fd::OwnedFd};
 
 use joblet_ipc_proto::blocking::SeqSocket;
 use joblet_ipc_proto::channel::spawner::{
     FromSpawner, SpawnerEvent, SpawnerReply, SpawnerRequest, ToSpawner,
 };
-use joblet_ipc_proto::handshake::Hello;
-use joblet_ipc_proto::{Channel, IpcError, RemoteError};
+use joblet_ipc_proto::{Channel, IpcError, RemoteError, handshake::Hello};
 
 use crate::clock;
 use crate::daemon::Spawner;
@@ -46,16 +45,9 @@ impl Client {
     /// Requests are read only while few replies wait, so a client that sends without reading
     /// cannot make the spawner queue unbounded replies.
     pub fn poll_events(&self) -> libc::c_short {
-        let read = if self.outbox.len() < MAX_UNREAD_REPLIES {
-            libc::POLLIN
-        } else {
-            0
-        };
-        if self.outbox.is_empty() {
-            read
-        } else {
-            read | libc::POLLOUT
-        }
+        // POLLIN while few replies wait, POLLOUT while any does.
+        let read = libc::POLLIN * libc::c_short::from(self.outbox.len() < MAX_UNREAD_REPLIES);
+        read | (libc::POLLOUT * libc::c_short::from(!self.outbox.is_empty()))
     }
 
     pub fn deadline(&self) -> Option<u64> {
@@ -86,142 +78,122 @@ pub fn permit(state: ConnState, shutting_down: bool, req: &SpawnerRequest) -> Re
     }
 }
 
-enum Verdict {
-    Keep,
-    Drop(String),
-}
+/// `Err` drops the connection, with the reason logged.
+type Verdict = Result<(), String>;
 
 impl Spawner {
     pub fn accept_clients(&mut self) {
         loop {
             match self.listener.accept() {
+                Ok(Some(_)) if self.clients.len() >= MAX_CLIENTS => {
+                    tracing::warn!(max = MAX_CLIENTS, "refusing a connection: too many clients");
+                }
                 Ok(Some(sock)) => {
-                    if self.clients.len() >= MAX_CLIENTS {
-                        tracing::warn!(
-                            max = MAX_CLIENTS,
-                            "refusing a connection: too many clients"
-                        );
-                        continue;
-                    }
-                    let id = self.next_client;
-                    self.next_client += 1;
                     let deadline = clock::boot_deadline(HELLO_TIMEOUT_MS);
+                    let state = ConnState::AwaitHello { deadline };
+                    let outbox = VecDeque::new();
                     self.clients.insert(
-                        id,
+                        self.next_client,
                         Client {
                             sock,
-                            state: ConnState::AwaitHello { deadline },
-                            outbox: VecDeque::new(),
+                            state,
+                            outbox,
                         },
                     );
+                    self.next_client += 1;
                 }
                 Ok(None) => return,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    return;
-                }
+                Err(e) => return tracing::warn!(error = %e, "accept failed"),
             }
         }
     }
 
     pub fn on_client(&mut self, id: ClientId, revents: libc::c_short) {
-        let verdict = if revents & libc::POLLOUT != 0 {
-            self.flush_client(id)
-        } else {
-            Verdict::Keep
+        let readable = revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0;
+        let verdict = match revents & libc::POLLOUT {
+            0 => Ok(()),
+            _ => self.flush_client(id),
         };
-        let verdict = match verdict {
-            Verdict::Keep if revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0 => {
+        let verdict = verdict.and_then(|()| {
+            if readable {
                 self.read_client(id)
+            } else {
+                Ok(())
             }
-            v => v,
-        };
-        if let Verdict::Drop(reason) = verdict {
+        });
+        if let Err(reason) = verdict {
             self.clients.remove(&id);
             tracing::info!(client = id, reason, "connection closed");
         }
     }
 
     fn read_client(&mut self, id: ClientId) -> Verdict {
-        loop {
-            let Some(client) = self.clients.get(&id) else {
-                return Verdict::Keep;
-            };
+        while let Some(client) = self.clients.get(&id) {
             if client.outbox.len() >= MAX_UNREAD_REPLIES {
-                return Verdict::Keep;
+                break;
             }
-            let result = match client.state {
-                ConnState::AwaitHello { .. } => client
-                    .sock
-                    .recv::<Hello>(&mut self.buf)
-                    .map(|(h, _)| Frame::Hello(h)),
-                ConnState::Ready => client
-                    .sock
-                    .recv::<ToSpawner>(&mut self.buf)
-                    .map(|(r, fds)| Frame::Request(Box::new(r), fds)),
+            let failed = |e: IpcError| match e {
+                e if e.would_block() => None,
+                IpcError::Closed => Some("peer closed".to_owned()),
+                e => Some(format!("protocol violation: {e}")),
             };
-            let verdict = match result {
-                Err(e) if e.would_block() => return Verdict::Keep,
-                Err(IpcError::Closed) => return Verdict::Drop("peer closed".into()),
-                Err(e) => return Verdict::Drop(format!("protocol violation: {e}")),
-                Ok(Frame::Hello(h)) => self.on_hello(id, &h),
-                Ok(Frame::Request(r, fds)) => self.on_request(id, *r, fds),
-            };
-            if let Verdict::Drop(_) = verdict {
-                return verdict;
+            match client.state {
+                ConnState::AwaitHello { .. } => match client.sock.recv::<Hello>(&mut self.buf) {
+                    Ok((hello, _)) => self.on_hello(id, &hello)?,
+                    Err(e) => return failed(e).map_or(Ok(()), Err),
+                },
+                ConnState::Ready => match client.sock.recv::<ToSpawner>(&mut self.buf) {
+                    Ok((msg, fds)) => self.on_request(id, msg, fds)?,
+                    Err(e) => return failed(e).map_or(Ok(()), Err),
+                },
             }
         }
+        Ok(())
     }
 
     fn on_hello(&mut self, id: ClientId, hello: &Hello) -> Verdict {
         let Some(client) = self.clients.get_mut(&id) else {
-            return Verdict::Keep;
+            return Ok(());
         };
-        if let Err(e) = client
-            .sock
-            .answer_hello(hello, Channel::Spawner, &[self.settings.api_uid])
-        {
-            return Verdict::Drop(format!("handshake refused: {e}"));
+        let api = [self.settings.api_uid];
+        if let Err(e) = client.sock.answer_hello(hello, Channel::Spawner, &api) {
+            return Err(format!("handshake refused: {e}"));
         }
         client.state = ConnState::Ready;
         tracing::info!(client = id, "client connected");
         // Every exit not yet acknowledged is told again to each new connection.
-        let pending: Vec<FromSpawner> = self.jobs.values().filter_map(exit_event).collect();
-        client.outbox.extend(pending);
+        client
+            .outbox
+            .extend(self.jobs.values().filter_map(exit_event));
         self.flush_client(id)
     }
 
-    fn on_request(
-        &mut self,
-        id: ClientId,
-        msg: ToSpawner,
-        fds: Vec<std::os::fd::OwnedFd>,
-    ) -> Verdict {
+    fn on_request(&mut self, id: ClientId, msg: ToSpawner, fds: Vec<OwnedFd>) -> Verdict {
         let Some(client) = self.clients.get(&id) else {
-            return Verdict::Keep;
+            return Ok(());
         };
         let name = joblet_ipc_proto::codec::Message::name(&msg);
-        match permit(client.state, self.shutdown_deadline.is_some(), &msg.request) {
-            Err(Refusal::Violation(why)) => return Verdict::Drop(format!("{name} refused: {why}")),
-            Err(Refusal::Answer(e)) => {
-                self.reply(id, msg.id, SpawnerReply::Error(e));
-                return self.flush_client(id);
-            }
-            Ok(()) => {}
-        }
-        tracing::debug!(client = id, request = name, id = msg.id, "request");
-        let reply = match msg.request {
-            SpawnerRequest::StartJob { job, launch } => {
-                self.start_job(id, msg.id, job, launch, fds)
-            }
-            SpawnerRequest::StopJob { job, grace_ms } => Some(self.stop_request(&job, grace_ms)),
-            SpawnerRequest::ListJobs { after } => {
-                let (jobs, more) = registry::list(&self.jobs, after.as_ref());
-                Some(SpawnerReply::Jobs { jobs, more })
-            }
-            SpawnerRequest::AckExit { job } => {
-                self.ack_exit(&job);
-                Some(SpawnerReply::Acked)
+        let reply = match permit(client.state, self.shutdown_deadline.is_some(), &msg.request) {
+            Err(Refusal::Violation(why)) => return Err(format!("{name} refused: {why}")),
+            Err(Refusal::Answer(e)) => Some(SpawnerReply::Error(e)),
+            Ok(()) => {
+                tracing::debug!(client = id, request = name, id = msg.id, "request");
+                match msg.request {
+                    SpawnerRequest::StartJob { job, launch } => {
+                        self.start_job(id, msg.id, job, launch, fds)
+                    }
+                    SpawnerRequest::StopJob { job, grace_ms } => {
+                        Some(self.stop_request(&job, grace_ms))
+                    }
+                    SpawnerRequest::ListJobs { after } => {
+                        let (jobs, more) = registry::list(&self.jobs, after.as_ref());
+                        Some(SpawnerReply::Jobs { jobs, more })
+                    }
+                    SpawnerRequest::AckExit { job } => {
+                        self.ack_exit(&job);
+                        Some(SpawnerReply::Acked)
+                    }
+                }
             }
         };
         if let Some(r) = reply {
@@ -243,40 +215,36 @@ impl Spawner {
 
     /// Queues an event for every client past its hello.
     pub fn broadcast(&mut self, event: FromSpawner) {
-        for c in self
+        let ready = self
             .clients
             .values_mut()
-            .filter(|c| c.state == ConnState::Ready)
-        {
-            c.outbox.push_back(event.clone());
-        }
+            .filter(|c| c.state == ConnState::Ready);
+        ready.for_each(|c| c.outbox.push_back(event.clone()));
     }
 
     /// Sends queued frames until the socket is full.
     fn flush_client(&mut self, id: ClientId) -> Verdict {
         let Some(c) = self.clients.get_mut(&id) else {
-            return Verdict::Keep;
+            return Ok(());
         };
         while let Some(frame) = c.outbox.front() {
             match c.sock.send(frame, &[]) {
-                Ok(()) => {
-                    c.outbox.pop_front();
-                }
+                Ok(()) => drop(c.outbox.pop_front()),
                 Err(e) if e.would_block() => break,
-                Err(e) => return Verdict::Drop(format!("send failed: {e}")),
+                Err(e) => return Err(format!("send failed: {e}")),
             }
         }
-        if c.outbox.len() > MAX_OUTBOX {
-            return Verdict::Drop("client does not read its replies".into());
+        match c.outbox.len() > MAX_OUTBOX {
+            true => Err("client does not read its replies".into()),
+            false => Ok(()),
         }
-        Verdict::Keep
     }
 
     /// Flushes every client (after events were broadcast) and drops the ones that fail.
     pub fn flush_all(&mut self) {
         let ids: Vec<ClientId> = self.clients.keys().copied().collect();
         for id in ids {
-            if let Verdict::Drop(reason) = self.flush_client(id) {
+            if let Err(reason) = self.flush_client(id) {
                 self.clients.remove(&id);
                 tracing::info!(client = id, reason, "connection closed");
             }
@@ -293,11 +261,6 @@ impl Spawner {
             _ => true,
         });
     }
-}
-
-enum Frame {
-    Hello(Hello),
-    Request(Box<ToSpawner>, Vec<std::os::fd::OwnedFd>),
 }
 
 /// The exit event of a job that ended, if it did.

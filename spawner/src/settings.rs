@@ -5,8 +5,7 @@
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
-use joblet_ipc_proto::settings::SpawnerSettings;
-use joblet_ipc_proto::validate;
+use joblet_ipc_proto::{settings::SpawnerSettings, validate};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
@@ -38,9 +37,10 @@ pub const MAX_STOP_GRACE_MS: u32 = 10 * 60 * 1000;
 /// Parses `--settings-fd N` from the arguments (program name excluded).
 pub fn parse_args(args: &[String]) -> Result<i32, SettingsError> {
     match args {
-        [flag, n] if flag == "--settings-fd" => n
-            .parse()
-            .map_err(|_| SettingsError::Usage(format!("{n:?} is not an fd number"))),
+        [flag, n] if flag == "--settings-fd" => {
+            let not_a_number = |_| SettingsError::Usage(format!("{n:?} is not an fd number"));
+            n.parse().map_err(not_a_number)
+        }
         _ => Err(SettingsError::Usage(format!("{args:?}"))),
     }
 }
@@ -54,9 +54,8 @@ pub fn read(fd: i32) -> Result<SpawnerSettings, SettingsError> {
 
 /// An absolute path with no `.`, `..` or empty components.
 fn clean_absolute(field: &'static str, p: &Path) -> Result<(), SettingsError> {
-    let s = p
-        .to_str()
-        .ok_or_else(|| invalid(field, format!("{p:?} is not UTF-8")))?;
+    let not_utf8 = || invalid(field, format!("{p:?} is not UTF-8"));
+    let s = p.to_str().ok_or_else(not_utf8)?;
     validate::job_path(field, s).map_err(|e| invalid(field, e.reason))?;
     if s.len() > 1 && s.ends_with('/') {
         return Err(invalid(field, format!("{s:?} has a trailing '/'")));
@@ -65,75 +64,65 @@ fn clean_absolute(field: &'static str, p: &Path) -> Result<(), SettingsError> {
 }
 
 /// Checks every field. Pure: touches nothing on disk.
+///
+/// User namespaces: each job's maps its ids `0..range` to `host_base + slot * range ..`, so
+/// every range must lie above the host's ordinary ids (0..=65535) and below 4294967295, and
+/// the job's uid and gid (ids inside the namespace then) must be below `range`.
 pub fn validate(s: &SpawnerSettings) -> Result<(), SettingsError> {
     clean_absolute("state_dir", &s.state_dir)?;
-    if s.state_dir == Path::new("/") {
-        return Err(invalid("state_dir", "must not be /"));
-    }
     clean_absolute("output_socket", &s.output_socket)?;
     clean_absolute("cgroup_root", &s.cgroup_root)?;
     validate::name("cgroup_base", &s.cgroup_base).map_err(|e| invalid("cgroup_base", e.reason))?;
-    if s.job_uid == 0 || s.job_gid == 0 {
-        return Err(invalid(
-            "job_uid/job_gid",
-            "jobs must not run as root (uid or gid 0)",
-        ));
+    s.allowed_mounts.iter().try_for_each(|m| allowed_mount(m))?;
+    let mut mounts = s.allowed_mounts.clone();
+    mounts.sort();
+    mounts.dedup();
+    let (ids, max) = ([s.job_uid, s.job_gid], u32::MAX);
+    let u = &s.userns;
+    let end = u64::from(u.host_base) + u64::from(u.range) * u64::from(u.slots);
+    #[rustfmt::skip]
+    let checks = [
+        (s.state_dir != Path::new("/"), "state_dir", "must not be /"),
+        (!ids.contains(&0), "job_uid/job_gid", "jobs must not run as root (uid or gid 0)"),
+        (!ids.contains(&max), "job_uid/job_gid", "4294967295 is not a valid id"),
+        ((1..=validate::MAX_PIDS).contains(&s.default_pids_max), "default_pids_max", "must be 1..=4194304"),
+        ((1..=validate::MAX_DISK_MB).contains(&s.default_disk_mb), "default_disk_mb", "must be 1..=16777216"),
+        (s.stop_grace_ms <= MAX_STOP_GRACE_MS, "stop_grace_ms", "more than 10 minutes"),
+        (mounts.len() == s.allowed_mounts.len(), "allowed_mounts", "a path is listed twice"),
+        (!u.enabled || (u.range > 0 && u.slots > 0), "userns", "range and slots must be at least 1"),
+        (!u.enabled || u.host_base > 65535, "userns", "host_base must be above 65535: job ranges may not overlap host ids 0..=65535"),
+        (!u.enabled || end <= u64::from(max), "userns", "host_base + range * slots must stay below 4294967295"),
+        (!u.enabled || ids.iter().all(|id| *id < u.range), "userns", "job_uid and job_gid are ids inside the job's namespace: they must be below range"),
+    ];
+    match checks.into_iter().find(|(ok, _, _)| !ok) {
+        Some((_, field, reason)) => Err(invalid(field, reason)),
+        None => Ok(()),
     }
-    if s.job_uid == u32::MAX || s.job_gid == u32::MAX {
-        return Err(invalid("job_uid/job_gid", "4294967295 is not a valid id"));
-    }
-    if s.default_pids_max == 0 || s.default_pids_max > validate::MAX_PIDS {
-        return Err(invalid(
-            "default_pids_max",
-            format!("must be 1..={}", validate::MAX_PIDS),
-        ));
-    }
-    if s.default_disk_mb == 0 || s.default_disk_mb > validate::MAX_DISK_MB {
-        return Err(invalid(
-            "default_disk_mb",
-            format!("must be 1..={}", validate::MAX_DISK_MB),
-        ));
-    }
-    if s.stop_grace_ms > MAX_STOP_GRACE_MS {
-        return Err(invalid(
-            "stop_grace_ms",
-            format!("more than {MAX_STOP_GRACE_MS} ms"),
-        ));
-    }
-    for m in &s.allowed_mounts {
-        allowed_mount(m)?;
-    }
-    let mut sorted = s.allowed_mounts.clone();
-    sorted.sort();
-    if sorted.windows(2).any(|w| w[0] == w[1]) {
-        return Err(invalid("allowed_mounts", "a path is listed twice"));
-    }
-    Ok(())
 }
 
 /// A host path the job may see read-only. The spawner itself provides `/proc`, `/dev`, `/work`
 /// and `/tmp`, so those are refused, as is `/` (the whole host).
 fn allowed_mount(p: &Path) -> Result<(), SettingsError> {
     clean_absolute("allowed_mounts", p)?;
-    let first = p.components().nth(1);
     let reserved = ["proc", "dev", "sys", "work", "tmp"];
-    match first {
-        None => Err(invalid("allowed_mounts", "/ would expose the whole host")),
-        Some(Component::Normal(c)) if reserved.iter().any(|r| c == *r) => Err(invalid(
-            "allowed_mounts",
+    let why = match p.components().nth(1) {
+        None => "/ would expose the whole host".into(),
+        Some(Component::Normal(c)) if reserved.iter().any(|r| c == *r) => {
             format!(
                 "{} is provided by the spawner itself or never exposed",
                 p.display()
-            ),
-        )),
-        _ => Ok(()),
-    }
+            )
+        }
+        _ => return Ok(()),
+    };
+    Err(invalid("allowed_mounts", why))
 }
 
 /// Makes sure the state directory and its `jobs/` exist, belong to root and are 0700.
 pub fn prepare_state_dir(dir: &Path) -> Result<PathBuf, SettingsError> {
+    let path = dir.to_path_buf();
     let err = |source| SettingsError::StateDir {
-        path: dir.to_path_buf(),
+        path: path.clone(),
         source,
     };
     let jobs = dir.join("jobs");
@@ -145,10 +134,8 @@ pub fn prepare_state_dir(dir: &Path) -> Result<PathBuf, SettingsError> {
         }
         let meta = std::fs::symlink_metadata(d).map_err(err)?;
         if !meta.is_dir() || meta.uid() != 0 {
-            return Err(err(std::io::Error::other(format!(
-                "{} must be a directory owned by root",
-                d.display()
-            ))));
+            let why = format!("{} must be a directory owned by root", d.display());
+            return Err(err(std::io::Error::other(why)));
         }
         std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700)).map_err(err)?;
     }
@@ -180,10 +167,10 @@ mod tests {
             default_disk_mb: 64,
             stop_grace_ms: 5000,
             userns: UserNamespaces {
-                enabled: false,
-                host_base: 0,
-                range: 0,
-                slots: 0,
+                enabled: true,
+                host_base: 100_000,
+                range: 65536,
+                slots: 64,
             },
             landlock: Enforcement::Off,
         }
@@ -192,6 +179,14 @@ mod tests {
     #[test]
     fn accepts_sane_settings() {
         validate(&good()).unwrap();
+        let mut off = good();
+        off.userns = UserNamespaces {
+            enabled: false,
+            host_base: 0,
+            range: 0,
+            slots: 0,
+        };
+        validate(&off).unwrap();
     }
 
     #[test]
@@ -215,6 +210,11 @@ mod tests {
             (|s| s.default_pids_max = 0, "default_pids_max"),
             (|s| s.default_disk_mb = 0, "default_disk_mb"),
             (|s| s.stop_grace_ms = u32::MAX, "stop_grace_ms"),
+            (|s| s.userns.host_base = 65535, "userns"),
+            (|s| s.userns.host_base = 1000, "userns"),
+            (|s| s.userns.range = 65534, "userns"),
+            (|s| s.userns.slots = 0, "userns"),
+            (|s| s.userns.slots = 70_000, "userns"),
         ];
         for (breaker, field) in cases {
             let mut s = good();

@@ -1,17 +1,17 @@
 //! From `--settings-fd N` to a serving spawner: settings, logging, self-hardening, start-up
 //! checks, cgroups, adoption of jobs left by a previous run, then the loop.
 
-use std::os::fd::AsRawFd;
-use std::path::Path;
+use std::{os::fd::AsRawFd, path::Path};
 
 use joblet_ipc_proto::Channel;
 use joblet_ipc_proto::blocking::SeqListener;
 use joblet_ipc_proto::settings::{LogFormat, Logging, ipc_listener};
 
 use crate::cgroup::{CgroupConfig, CgroupError, Cgroups};
+use crate::checks::{self, CheckError};
 use crate::daemon::{DaemonError, Spawner};
 use crate::harden::{self, HardenError};
-use crate::launch::probe::{self, ProbeError};
+use crate::launch::{landlock, seccomp};
 use crate::output::OutputLink;
 use crate::record::RecordError;
 use crate::settings::{self, SettingsError};
@@ -27,7 +27,9 @@ pub enum StartError {
     #[error("harden the spawner: {0}")]
     Harden(#[from] HardenError),
     #[error(transparent)]
-    Probe(#[from] ProbeError),
+    Check(#[from] CheckError),
+    #[error(transparent)]
+    Seccomp(#[from] seccomp::SeccompError),
     #[error("cgroups: {0}")]
     Cgroup(#[from] CgroupError),
     #[error("job records: {0}")]
@@ -59,11 +61,12 @@ pub fn run(args: &[String]) -> Result<(), StartError> {
     let listener = SeqListener::from_fd(
         joblet_ipc_proto::inherit::take(listener_fd).map_err(StartError::Listener)?,
     );
-    harden::close_foreign_fds(&[listener.as_raw_fd()])?;
+    harden::close_foreign_fds(listener.as_raw_fd())?;
     harden::harden_self()?;
     let signals = crate::daemon::signal_fd()?;
     let jobs_dir = settings::prepare_state_dir(&s.state_dir)?;
-    probe::check(&s.state_dir.join("probe"))?;
+    checks::namespaces(s.userns.enabled)?;
+    let landlock = checks::landlock(s.landlock, landlock::abi())?;
     let cgroups = Cgroups::open(&CgroupConfig {
         root: s.cgroup_root.clone(),
         mode: s.cgroup_mode,
@@ -71,19 +74,14 @@ pub fn run(args: &[String]) -> Result<(), StartError> {
     })?;
     let mounts: Vec<&Path> = s.allowed_mounts.iter().map(|p| p.as_path()).collect();
     let io_devices = Cgroups::devices_backing(&mounts);
-    tracing::info!(
-        cgroup_mode = ?cgroups.mode(),
-        cpus = cgroups.host().online_cpus.len(),
-        memory_bytes = cgroups.host().memory_bytes,
-        io_devices = io_devices.len(),
-        "spawner ready"
-    );
     let mut spawner = Spawner {
         output: OutputLink::new(s.output_socket.clone()),
         settings: s,
         jobs_dir,
         cgroups,
         io_devices,
+        seccomp: seccomp::job_filter()?,
+        landlock,
         jobs: Default::default(),
         clients: Default::default(),
         next_client: 1,
@@ -93,7 +91,20 @@ pub fn run(args: &[String]) -> Result<(), StartError> {
         zombies: Vec::new(),
         buf: Vec::new(),
     };
+    // Adopted first, so the probe takes a user-namespace slot no live job holds.
     spawner.adopt_all()?;
+    if let Err(e) = spawner.probe() {
+        let _ = spawner.cgroups.remove_base();
+        return Err(e.into());
+    }
+    tracing::info!(
+        cgroup_mode = ?spawner.cgroups.mode,
+        io_devices = ?spawner.io_devices,
+        userns = spawner.settings.userns.enabled,
+        landlock,
+        seccomp_instructions = spawner.seccomp.instructions(),
+        "spawner ready"
+    );
     spawner.run(&signals)?;
     Ok(())
 }

@@ -7,9 +7,7 @@
 
 use std::os::fd::AsFd;
 
-use joblet_ipc_proto::RemoteError;
-use joblet_ipc_proto::channel::spawner::SpawnerReply;
-use joblet_ipc_proto::job::JobId;
+use joblet_ipc_proto::{RemoteError, channel::spawner::SpawnerReply, job::JobId};
 use nix::sys::signal::Signal;
 
 use crate::clock;
@@ -22,17 +20,23 @@ use crate::sys;
 /// Grace between SIGTERM and kill for a job that reached its timeout.
 pub const TIMEOUT_GRACE_MS: u32 = 2_000;
 
-/// The earliest deadline a job waits for, boot-time ns.
-pub fn next_deadline(job: &Job) -> Option<u64> {
+/// The deadlines a job waits for, boot-time ns: abandoning its launch, the kill at the end of
+/// a stop's grace period, its timeout.
+fn deadlines(job: &Job) -> [Option<u64>; 3] {
     let launch = match job.phase {
-        Phase::Exited { .. } => return None,
         Phase::Launching { deadline, .. } if job.launch_abandoned.is_none() => Some(deadline),
+        Phase::Exited { .. } => return [None; 3],
         _ => None,
     };
     let kill = job.file.stop.filter(|_| !job.killed).map(|s| s.kill_at);
     let timeout =
         (job.file.timeout_at != 0 && job.file.stop.is_none()).then_some(job.file.timeout_at);
-    [launch, kill, timeout].into_iter().flatten().min()
+    [launch, kill, timeout]
+}
+
+/// The earliest deadline a job waits for, boot-time ns.
+pub fn next_deadline(job: &Job) -> Option<u64> {
+    deadlines(job).into_iter().flatten().min()
 }
 
 impl Spawner {
@@ -47,22 +51,16 @@ impl Spawner {
 
     /// SIGTERM now, kill after `grace_ms`. A second stop can only bring the kill forward.
     pub fn stop_job(&mut self, id: &JobId, cause: StopCause, grace_ms: u32) {
-        let Some(job) = self.jobs.get_mut(id) else {
+        let Some(job) = self.jobs.get_mut(id).filter(|j| j.exited().is_none()) else {
             return;
         };
-        if job.exited().is_some() {
-            return;
-        }
         let kill_at = clock::boot_deadline(u64::from(grace_ms));
-        let stop = match job.file.stop {
-            Some(s) => StopRequest {
-                cause: s.cause,
-                kill_at: s.kill_at.min(kill_at),
-            },
-            None => StopRequest { cause, kill_at },
-        };
+        // A second stop keeps the first cause and can only bring the kill forward.
+        let earlier = job.file.stop.map(|s| (s.cause, s.kill_at.min(kill_at)));
+        let (cause, kill_at) = earlier.unwrap_or((cause, kill_at));
+        let stop = StopRequest { cause, kill_at };
         job.file.stop = Some(stop);
-        if let Err(e) = job.dir.write_job(&job.file) {
+        if let Err(e) = job.dir.write(crate::record::JOB, &job.file) {
             tracing::error!(job = %id, error = %e, "cannot record the stop; stopping anyway");
         }
         tracing::info!(job = %id, cause = ?stop.cause, grace_ms, "stopping job");
@@ -97,10 +95,8 @@ impl Spawner {
         let Some(job) = self.jobs.get_mut(id) else {
             return;
         };
-        let why = format!(
-            "the launch did not finish within {} s",
-            crate::lifecycle::LAUNCH_TIMEOUT_MS / 1000
-        );
+        let secs = crate::registry::LAUNCH_TIMEOUT_MS / 1000;
+        let why = format!("the launch did not finish within {secs} s");
         tracing::error!(job = %id, "{why}");
         job.launch_abandoned = Some(why);
         if let Some(shim) = &job.shim {
@@ -115,28 +111,16 @@ impl Spawner {
     pub fn on_timers(&mut self) {
         let now = clock::boot_ns();
         self.expire_hellos(now);
-        let due: Vec<JobId> = self
-            .jobs
-            .values()
-            .filter(|j| next_deadline(j).is_some_and(|d| d <= now))
-            .map(|j| j.id.clone())
-            .collect();
-        for id in due {
-            let Some(job) = self.jobs.get(&id) else {
-                continue;
-            };
-            let launch_due = matches!(job.phase, Phase::Launching { deadline, .. } if deadline <= now)
-                && job.launch_abandoned.is_none();
-            let kill_due = job.file.stop.is_some_and(|s| s.kill_at <= now) && !job.killed;
-            let timeout_due =
-                job.file.timeout_at != 0 && job.file.timeout_at <= now && job.file.stop.is_none();
-            if launch_due {
+        let due = |j: &Job| deadlines(j).map(|d| d.is_some_and(|d| d <= now));
+        let due: Vec<_> = self.jobs.values().map(|j| (j.id.clone(), due(j))).collect();
+        for (id, [launch, kill, timeout]) in due.into_iter().filter(|(_, d)| d.contains(&true)) {
+            if launch {
                 self.abandon_launch(&id);
             }
-            if kill_due {
+            if kill {
                 self.kill_job(&id);
             }
-            if timeout_due {
+            if timeout {
                 let grace = self.settings.stop_grace_ms.min(TIMEOUT_GRACE_MS);
                 self.stop_job(&id, StopCause::Timeout, grace);
             }
@@ -150,12 +134,8 @@ impl Spawner {
         }
         self.accepting = false;
         let grace = self.settings.stop_grace_ms;
-        let running: Vec<JobId> = self
-            .jobs
-            .values()
-            .filter(|j| j.exited().is_none())
-            .map(|j| j.id.clone())
-            .collect();
+        let running = self.jobs.values().filter(|j| j.exited().is_none());
+        let running: Vec<JobId> = running.map(|j| j.id.clone()).collect();
         for id in running {
             self.stop_job(&id, StopCause::Stopped, grace);
         }

@@ -5,20 +5,28 @@
 use std::ffi::CStr;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
+use libc::{
+    SYS_clone3, SYS_fsconfig, SYS_fsmount, SYS_fsopen, SYS_mount_setattr, SYS_move_mount,
+    SYS_open_tree, syscall,
+};
 use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::Signal;
+use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid};
 
 /// Converts a raw syscall return value that is an fd into an owned fd.
 fn fd_result(ret: libc::c_long) -> nix::Result<OwnedFd> {
-    if ret < 0 {
-        return Err(Errno::last());
-    }
-    let raw = RawFd::try_from(ret).map_err(|_| Errno::EOVERFLOW)?;
+    let raw = RawFd::try_from(check(ret)?).map_err(|_| Errno::EOVERFLOW)?;
     // SAFETY: the kernel just returned this new fd to us; nothing else owns it.
     Ok(unsafe { OwnedFd::from_raw_fd(raw) })
 }
 
+fn check(ret: libc::c_long) -> nix::Result<libc::c_long> {
+    if ret < 0 { Err(Errno::last()) } else { Ok(ret) }
+}
+
 fn unit_result(ret: libc::c_long) -> nix::Result<()> {
-    if ret < 0 { Err(Errno::last()) } else { Ok(()) }
+    check(ret).map(drop)
 }
 
 /// `pidfd_open(2)`: a handle on a process that cannot be confused with a later reuse of its pid.
@@ -35,67 +43,37 @@ pub fn pidfd_getfd(pidfd: BorrowedFd<'_>, target: RawFd) -> nix::Result<OwnedFd>
 }
 
 /// `pidfd_send_signal(2)`: signals exactly the process behind `pidfd`.
-pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, sig: nix::sys::signal::Signal) -> nix::Result<()> {
+pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, sig: Signal) -> nix::Result<()> {
+    let null = std::ptr::null::<libc::siginfo_t>();
     // SAFETY: integer arguments and a null siginfo (the kernel then fills one as kill(2) would).
-    unit_result(unsafe {
-        libc::syscall(
-            libc::SYS_pidfd_send_signal,
-            pidfd.as_raw_fd(),
-            sig as libc::c_int,
-            std::ptr::null::<libc::siginfo_t>(),
-            0,
-        )
-    })
+    let ret =
+        unsafe { libc::syscall(libc::SYS_pidfd_send_signal, pidfd.as_raw_fd(), sig, null, 0) };
+    unit_result(ret)
+}
+
+/// SIGKILL to our child behind `pidfd`, then reaps it.
+pub fn kill_and_reap(pidfd: BorrowedFd<'_>) {
+    let _ = pidfd_send_signal(pidfd, Signal::SIGKILL);
+    let _ = reap_pidfd(pidfd, true);
 }
 
 /// Whether the process behind `pidfd` has exited (the pidfd polls readable then).
 pub fn pidfd_exited(pidfd: BorrowedFd<'_>) -> bool {
-    let mut p = libc::pollfd {
-        fd: pidfd.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd on our stack, zero timeout.
-    let n = unsafe { libc::poll(&mut p, 1, 0) };
-    n > 0 && p.revents & libc::POLLIN != 0
+    let mut fds = [PollFd::new(pidfd, PollFlags::POLLIN)];
+    poll(&mut fds, PollTimeout::ZERO).is_ok_and(|n| n > 0)
 }
 
-/// Reaps our child behind `pidfd` if it has exited; `ECHILD` (not our child, or already
-/// reaped) is not an error. Returns the raw wait status when a child was reaped.
+/// Reaps our child behind `pidfd` if it has exited (waiting for it with `block`); `ECHILD`
+/// (not our child, or already reaped) is not an error. Returns the `waitpid`-style status
+/// word, the encoding the records keep.
 pub fn reap_pidfd(pidfd: BorrowedFd<'_>, block: bool) -> nix::Result<Option<i32>> {
-    // SAFETY: siginfo_t is plain data; all-zero is a valid value for waitid to fill.
-    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-    let flags = libc::WEXITED | if block { 0 } else { libc::WNOHANG };
-    // SAFETY: `info` is a valid, writable siginfo_t; P_PIDFD takes the fd as the id.
-    let ret = unsafe {
-        libc::waitid(
-            libc::P_PIDFD,
-            pidfd.as_raw_fd() as libc::id_t,
-            &mut info,
-            flags,
-        )
-    };
-    if ret < 0 {
-        return match Errno::last() {
-            Errno::ECHILD => Ok(None),
-            e => Err(e),
-        };
-    }
-    // SAFETY: waitid filled `info` for a child state change (or left si_pid 0 with WNOHANG).
-    let (pid, code, status) = unsafe { (info.si_pid(), info.si_code, info.si_status()) };
-    if pid == 0 {
-        return Ok(None);
-    }
-    Ok(Some(wait_status_from(code, status)))
-}
-
-/// Rebuilds a `waitpid`-style status word from waitid's (si_code, si_status), so records
-/// store one familiar encoding.
-pub fn wait_status_from(code: i32, status: i32) -> i32 {
-    match code {
-        libc::CLD_EXITED => (status & 0xff) << 8,
-        libc::CLD_DUMPED => (status & 0x7f) | 0x80,
-        _ => status & 0x7f,
+    let mut flags = WaitPidFlag::WEXITED;
+    flags.set(WaitPidFlag::WNOHANG, !block);
+    match waitid(Id::PIDFd(pidfd), flags) {
+        Ok(WaitStatus::Exited(_, code)) => Ok(Some((code & 0xff) << 8)),
+        Ok(WaitStatus::Signaled(_, sig, core)) => Ok(Some(sig as i32 | i32::from(core) << 7)),
+        Ok(_) | Err(Errno::ECHILD) => Ok(None),
+        Err(e) => Err(e),
     }
 }
 
@@ -121,152 +99,106 @@ pub unsafe fn clone3(flags: u64, cgroup_fd: Option<BorrowedFd<'_>>) -> nix::Resu
     // SAFETY: clone_args is plain integers; zero means "not used" for every field.
     let mut args: libc::clone_args = unsafe { std::mem::zeroed() };
     args.flags = flags | libc::CLONE_PIDFD as u64;
-    args.pidfd = std::ptr::addr_of_mut!(pidfd) as u64;
+    args.pidfd = (&raw mut pidfd) as u64;
     args.exit_signal = libc::SIGCHLD as u64;
     if let Some(fd) = cgroup_fd {
         args.flags |= CLONE_INTO_CGROUP;
         args.cgroup = fd.as_raw_fd() as u64;
     }
+    let size = size_of::<libc::clone_args>();
     // SAFETY: `args` is valid for the size we pass, `pidfd` outlives the call; the caller
     // guarantees the fork-like child may run our code (single-threaded process).
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_clone3,
-            std::ptr::addr_of_mut!(args),
-            std::mem::size_of::<libc::clone_args>(),
-        )
-    };
-    match ret {
-        r if r < 0 => Err(Errno::last()),
+    match check(unsafe { syscall(SYS_clone3, &raw mut args, size) })? {
         0 => Ok(Cloned::Child),
-        pid => {
+        pid => Ok(Cloned::Parent {
+            pid: pid as i32,
             // SAFETY: with CLONE_PIDFD the kernel stored a new pidfd that only we own.
-            let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
-            Ok(Cloned::Parent {
-                pid: pid as i32,
-                pidfd,
-            })
-        }
+            pidfd: unsafe { OwnedFd::from_raw_fd(pidfd) },
+        }),
+    }
+}
+
+/// `dir` for the *at calls: the fd, or the current directory.
+fn at(dir: Option<BorrowedFd<'_>>) -> RawFd {
+    dir.map_or(libc::AT_FDCWD, |d| d.as_raw_fd())
+}
+
+/// `AT_RECURSIVE` when `recursive`.
+fn recursive_flag(recursive: bool) -> libc::c_uint {
+    if recursive {
+        libc::AT_RECURSIVE as libc::c_uint
+    } else {
+        0
     }
 }
 
 /// `open_tree(2)` with `OPEN_TREE_CLONE`: a detached copy of the mount (recursive) at `path`.
 pub fn open_tree_clone(
-    dirfd: Option<BorrowedFd<'_>>,
+    dir: Option<BorrowedFd<'_>>,
     path: &CStr,
     recursive: bool,
 ) -> nix::Result<OwnedFd> {
-    let dir = dirfd.map_or(libc::AT_FDCWD, |d| d.as_raw_fd());
-    let mut flags = libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC;
-    if recursive {
-        flags |= libc::AT_RECURSIVE as libc::c_uint;
-    }
+    let flags = libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC | recursive_flag(recursive);
     // SAFETY: `path` is a valid NUL-terminated string for the duration of the call.
-    fd_result(unsafe { libc::syscall(libc::SYS_open_tree, dir, path.as_ptr(), flags) })
+    fd_result(unsafe { syscall(SYS_open_tree, at(dir), path.as_ptr(), flags) })
 }
 
-/// `mount_setattr(2)` on a detached mount fd: sets `attrs` (MOUNT_ATTR_*) on it.
-pub fn mount_setattr(mnt: BorrowedFd<'_>, attrs: u64, recursive: bool) -> nix::Result<()> {
+/// `mount_setattr(2)`: sets `attrs` (MOUNT_ATTR_*) on the mount at `path` relative to `dir`
+/// (the current directory when `None`), or on the mount `dir` itself when `path` is empty.
+pub fn mount_setattr(
+    dir: Option<BorrowedFd<'_>>,
+    path: &CStr,
+    attrs: u64,
+    recursive: bool,
+) -> nix::Result<()> {
     let attr = libc::mount_attr {
         attr_set: attrs,
         attr_clr: 0,
         propagation: 0,
         userns_fd: 0,
     };
-    let mut flags = libc::AT_EMPTY_PATH as libc::c_uint;
-    if recursive {
-        flags |= libc::AT_RECURSIVE as libc::c_uint;
-    }
-    // SAFETY: empty path with AT_EMPTY_PATH operates on `mnt`; `attr` is valid for its size.
-    unit_result(unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            mnt.as_raw_fd(),
-            c"".as_ptr(),
-            flags,
-            std::ptr::addr_of!(attr),
-            std::mem::size_of::<libc::mount_attr>(),
-        )
-    })
-}
-
-/// `mount_setattr(2)` on the mount at `path` (not recursive).
-pub fn mount_setattr_path(path: &CStr, attrs: u64) -> nix::Result<()> {
-    let attr = libc::mount_attr {
-        attr_set: attrs,
-        attr_clr: 0,
-        propagation: 0,
-        userns_fd: 0,
+    let empty = if path.is_empty() {
+        libc::AT_EMPTY_PATH as libc::c_uint
+    } else {
+        0
     };
+    let (flags, size) = (
+        empty | recursive_flag(recursive),
+        size_of::<libc::mount_attr>(),
+    );
+    let (dir, path, attr) = (at(dir), path.as_ptr(), &raw const attr);
     // SAFETY: `path` is NUL-terminated; `attr` is valid for its size.
-    unit_result(unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            libc::AT_FDCWD,
-            path.as_ptr(),
-            0,
-            std::ptr::addr_of!(attr),
-            std::mem::size_of::<libc::mount_attr>(),
-        )
-    })
+    unit_result(unsafe { syscall(SYS_mount_setattr, dir, path, flags, attr, size) })
 }
 
 /// `move_mount(2)`: attaches the detached mount `mnt` onto the object `target` refers to.
 pub fn move_mount_onto(mnt: BorrowedFd<'_>, target: BorrowedFd<'_>) -> nix::Result<()> {
+    let (from, to, empty) = (mnt.as_raw_fd(), target.as_raw_fd(), c"".as_ptr());
+    let flags = libc::MOVE_MOUNT_F_EMPTY_PATH | libc::MOVE_MOUNT_T_EMPTY_PATH;
     // SAFETY: both paths are empty strings used with the *_EMPTY_PATH flags, so the kernel
     // acts on the two fds.
-    unit_result(unsafe {
-        libc::syscall(
-            libc::SYS_move_mount,
-            mnt.as_raw_fd(),
-            c"".as_ptr(),
-            target.as_raw_fd(),
-            c"".as_ptr(),
-            libc::MOVE_MOUNT_F_EMPTY_PATH | libc::MOVE_MOUNT_T_EMPTY_PATH,
-        )
-    })
+    unit_result(unsafe { syscall(SYS_move_mount, from, empty, to, empty, flags) })
 }
 
 /// A new, detached filesystem instance: `fsopen` + `fsconfig` string options + `fsmount`
 /// with `attrs` (MOUNT_ATTR_*). Returns the detached mount's fd.
 pub fn new_fs(fstype: &CStr, options: &[(&CStr, &CStr)], attrs: u64) -> nix::Result<OwnedFd> {
     // SAFETY: `fstype` is NUL-terminated.
-    let fs = fd_result(unsafe {
-        libc::syscall(libc::SYS_fsopen, fstype.as_ptr(), libc::FSOPEN_CLOEXEC)
-    })?;
+    let fs = fd_result(unsafe { syscall(SYS_fsopen, fstype.as_ptr(), libc::FSOPEN_CLOEXEC) })?;
+    let config = |cmd: libc::c_uint, key: *const libc::c_char, value: *const libc::c_char| {
+        // SAFETY: `key` and `value` are NUL-terminated strings, or null for a command.
+        unit_result(unsafe { syscall(SYS_fsconfig, fs.as_raw_fd(), cmd, key, value, 0) })
+    };
     for (key, value) in options {
-        // SAFETY: key and value are NUL-terminated strings valid for the call.
-        unit_result(unsafe {
-            libc::syscall(
-                libc::SYS_fsconfig,
-                fs.as_raw_fd(),
-                libc::FSCONFIG_SET_STRING,
-                key.as_ptr(),
-                value.as_ptr(),
-                0,
-            )
-        })?;
+        config(libc::FSCONFIG_SET_STRING, key.as_ptr(), value.as_ptr())?;
     }
+    config(
+        libc::FSCONFIG_CMD_CREATE,
+        std::ptr::null(),
+        std::ptr::null(),
+    )?;
     // SAFETY: no pointer arguments.
-    unit_result(unsafe {
-        libc::syscall(
-            libc::SYS_fsconfig,
-            fs.as_raw_fd(),
-            libc::FSCONFIG_CMD_CREATE,
-            std::ptr::null::<libc::c_char>(),
-            std::ptr::null::<libc::c_void>(),
-            0,
-        )
-    })?;
-    // SAFETY: no pointer arguments.
-    fd_result(unsafe {
-        libc::syscall(
-            libc::SYS_fsmount,
-            fs.as_raw_fd(),
-            libc::FSMOUNT_CLOEXEC,
-            attrs,
-        )
-    })
+    fd_result(unsafe { syscall(SYS_fsmount, fs.as_raw_fd(), libc::FSMOUNT_CLOEXEC, attrs) })
 }
 
 /// `pivot_root(2)`.
@@ -310,83 +242,45 @@ pub struct CapSets {
 
 const CAP_VERSION_3: u32 = 0x2008_0522;
 
-#[repr(C)]
-struct CapHeader {
-    version: u32,
-    pid: libc::c_int,
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-struct CapData {
-    effective: u32,
-    permitted: u32,
-    inheritable: u32,
-}
+/// The data of `capget(2)`/`capset(2)` version 3: effective, permitted and inheritable bits of
+/// capabilities 0-31, then the same of 32-63. The header is the version and pid 0 (this thread).
+type CapData = [[u32; 3]; 2];
 
 /// `capget(2)` for this thread.
 pub fn capget() -> nix::Result<CapSets> {
-    let mut hdr = CapHeader {
-        version: CAP_VERSION_3,
-        pid: 0,
-    };
-    let mut data = [CapData::default(); 2];
-    // SAFETY: header and a two-element data array, as version 3 requires.
-    unit_result(unsafe { libc::syscall(libc::SYS_capget, &mut hdr, data.as_mut_ptr()) })?;
-    let join = |f: fn(&CapData) -> u32| u64::from(f(&data[0])) | (u64::from(f(&data[1])) << 32);
+    let mut header = [CAP_VERSION_3, 0];
+    let mut data: CapData = [[0; 3]; 2];
+    // SAFETY: a version 3 header and a two-element data array, both live for the call.
+    unit_result(unsafe {
+        libc::syscall(libc::SYS_capget, header.as_mut_ptr(), data.as_mut_ptr())
+    })?;
+    let join = |i: usize| u64::from(data[0][i]) | (u64::from(data[1][i]) << 32);
     Ok(CapSets {
-        effective: join(|d| d.effective),
-        permitted: join(|d| d.permitted),
-        inheritable: join(|d| d.inheritable),
+        effective: join(0),
+        permitted: join(1),
+        inheritable: join(2),
     })
 }
 
 /// `capset(2)` for this thread.
-pub fn capset(sets: CapSets) -> nix::Result<()> {
-    let mut hdr = CapHeader {
-        version: CAP_VERSION_3,
-        pid: 0,
-    };
-    let split = |v: u64| [v as u32, (v >> 32) as u32];
-    let (e, p, i) = (
-        split(sets.effective),
-        split(sets.permitted),
-        split(sets.inheritable),
-    );
-    let data = [
-        CapData {
-            effective: e[0],
-            permitted: p[0],
-            inheritable: i[0],
-        },
-        CapData {
-            effective: e[1],
-            permitted: p[1],
-            inheritable: i[1],
-        },
-    ];
-    // SAFETY: header and a two-element data array, as version 3 requires.
-    unit_result(unsafe { libc::syscall(libc::SYS_capset, &mut hdr, data.as_ptr()) })
-}
-
-/// The highest capability number this kernel knows.
-pub fn cap_last_cap() -> u32 {
-    std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(40)
+pub fn capset(c: CapSets) -> nix::Result<()> {
+    let mut header = [CAP_VERSION_3, 0];
+    let sets = [c.effective, c.permitted, c.inheritable];
+    let data: CapData = [sets.map(|v| v as u32), sets.map(|v| (v >> 32) as u32)];
+    // SAFETY: a version 3 header and a two-element data array, both live for the call.
+    unit_result(unsafe { libc::syscall(libc::SYS_capset, header.as_mut_ptr(), data.as_ptr()) })
 }
 
 /// Drops every capability not in `keep` from the bounding set.
 pub fn drop_bounding_except(keep: u64) -> nix::Result<()> {
-    for cap in 0..=cap_last_cap() {
-        if keep & (1 << cap) != 0 {
-            continue;
-        }
+    for cap in (0..64u32).filter(|c| keep & (1 << c) == 0) {
         // SAFETY: prctl with integer arguments only.
         let r = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, libc::c_ulong::from(cap), 0, 0, 0) };
-        if r < 0 {
-            return Err(Errno::last());
+        match (r, Errno::last()) {
+            (0.., _) => {}
+            // Past the last capability this kernel knows: all dropped.
+            (_, Errno::EINVAL) => return Ok(()),
+            (_, e) => return Err(e),
         }
     }
     Ok(())
@@ -409,14 +303,10 @@ pub fn clear_ambient() -> nix::Result<()> {
 
 /// The start time of process `pid` in clock ticks since boot (field 22 of /proc/PID/stat):
 /// with the pid it names one process for the life of the system.
-pub fn proc_start_ticks(pid: i32) -> std::io::Result<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    parse_start_ticks(&stat).ok_or_else(|| {
-        std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("/proc/{pid}/stat has no start time"),
-        )
-    })
+pub fn proc_start_ticks(pid: i32) -> nix::Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))?;
+    parse_start_ticks(&stat).ok_or(Errno::EINVAL)
 }
 
 /// Field 22 of a /proc/PID/stat line. The command name (field 2) may hold spaces and
@@ -430,6 +320,7 @@ pub fn parse_start_ticks(stat: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::fd::AsFd;
 
     #[test]
     fn start_ticks_survive_hostile_names() {
@@ -446,16 +337,26 @@ mod tests {
     }
 
     #[test]
-    fn wait_status_encoding_matches_waitpid() {
-        let exited = wait_status_from(libc::CLD_EXITED, 3);
-        assert!(libc::WIFEXITED(exited));
-        assert_eq!(libc::WEXITSTATUS(exited), 3);
-        let killed = wait_status_from(libc::CLD_KILLED, 9);
-        assert!(libc::WIFSIGNALED(killed));
-        assert_eq!(libc::WTERMSIG(killed), 9);
-        let dumped = wait_status_from(libc::CLD_DUMPED, 11);
-        assert!(libc::WIFSIGNALED(dumped));
-        assert_eq!(libc::WTERMSIG(dumped), 11);
+    fn reaped_statuses_read_like_waitpid() {
+        let reap = |exit: i32, signal: i32| {
+            // SAFETY: the child only makes async-signal-safe calls (kill, _exit).
+            match unsafe { libc::fork() } {
+                // SAFETY: in the child: signals itself and exits, nothing else.
+                0 => unsafe {
+                    if signal > 0 {
+                        libc::kill(libc::getpid(), signal);
+                    }
+                    libc::_exit(exit)
+                },
+                pid => reap_pidfd(pidfd_open(pid).unwrap().as_fd(), true)
+                    .unwrap()
+                    .unwrap(),
+            }
+        };
+        let exited = reap(3, 0);
+        assert!(libc::WIFEXITED(exited) && libc::WEXITSTATUS(exited) == 3);
+        let killed = reap(0, libc::SIGKILL);
+        assert!(libc::WIFSIGNALED(killed) && libc::WTERMSIG(killed) == libc::SIGKILL);
     }
 
     #[test]

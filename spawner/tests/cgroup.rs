@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use joblet_ipc_proto::job::Limits;
 use joblet_ipc_proto::settings::CgroupMode;
-use joblet_spawner::cgroup::{CgroupConfig, CgroupError, Cgroups, ResolvedLimits};
+use std::os::fd::AsFd;
+
+use joblet_spawner::cgroup::{CgroupConfig, CgroupError, Cgroups, JobCgroup, ResolvedLimits};
 use nix::sys::signal::Signal;
 
 use support::worker;
@@ -47,7 +49,7 @@ fn open_creates_the_base_under_our_own_cgroup_and_reopens() {
         assert!(b.ends_with(&fx.cfg.base));
         assert!(b.starts_with(ROOT));
     }
-    match fx.cg.mode() {
+    match fx.cg.mode {
         CgroupMode::V1 => {
             assert!(bases.len() >= 6, "one base per hierarchy: {bases:?}");
             // The memory base sits under our own memory cgroup, wherever that is.
@@ -97,7 +99,7 @@ fn open_refuses_the_wrong_mode_and_bad_names() {
         ..fx.cfg.clone()
     };
     match Cgroups::open(&wrong) {
-        Err(CgroupError::Mount { detail }) => eprintln!("refused as expected: {detail}"),
+        Err(CgroupError::Mount(detail)) => eprintln!("refused as expected: {detail}"),
         Err(e) => panic!("wrong error for {other:?}: {e}"),
         Ok(_) => panic!("{other:?} accepted on a {:?} host", fx.cfg.mode),
     }
@@ -107,7 +109,7 @@ fn open_refuses_the_wrong_mode_and_bad_names() {
             ..fx.cfg.clone()
         };
         assert!(
-            matches!(Cgroups::open(&cfg), Err(CgroupError::BaseName { .. })),
+            matches!(Cgroups::open(&cfg), Err(CgroupError::BaseName(_))),
             "{bad:?} accepted"
         );
     }
@@ -152,7 +154,7 @@ fn v2_refuses_a_cgroup2_mount_without_controllers() {
 #[test]
 fn resolve_refuses_what_the_host_cannot_apply() {
     let Some(fx) = Fixture::new() else { return };
-    let host = fx.cg.host().clone();
+    let host = fx.cg.host.clone();
     assert!(!host.online_cpus.is_empty() && host.memory_bytes > 0);
     let req = |f: &dyn Fn(&mut Limits)| {
         let mut l = Limits::default();
@@ -199,38 +201,30 @@ fn memory_limit_oom_kills_counts_and_notifies() {
         .create(&new_job_id(), &limits(|l| l.memory_bytes = 32 * MIB))
         .unwrap();
     let watch = job.oom_watch().unwrap();
+    // v2 needs no watch: memory.oom.group makes the kernel kill the whole job.
+    assert_eq!(watch.is_some(), fx.cg.mode == CgroupMode::V1);
     let mut child = Gated::worker("alloc:256");
     job.attach(child.pid()).unwrap();
     assert_eq!(job.oom_kills().unwrap(), 0);
-    assert!(!poll_for(
-        watch_fd(&watch),
-        job.oom_watch_events(),
-        Duration::ZERO
-    ));
+    if let Some(w) = &watch {
+        assert!(!poll_for(w.as_fd(), libc::POLLIN, Duration::ZERO));
+    }
     child.release();
     let status = child.wait(Duration::from_secs(60));
     assert_eq!(killed_by(status), Some(libc::SIGKILL), "{status:?}");
     assert!(job.oom_kills().unwrap() >= 1);
-    assert!(
-        poll_for(
-            watch_fd(&watch),
-            job.oom_watch_events(),
-            Duration::from_secs(5)
-        ),
-        "OOM watch fired"
-    );
-    job.ack_oom_watch(watch_fd(&watch)).unwrap();
-    assert!(
-        !poll_for(watch_fd(&watch), job.oom_watch_events(), Duration::ZERO),
-        "acknowledged watch is quiet again"
-    );
+    if let Some(w) = &watch {
+        let fired = poll_for(w.as_fd(), libc::POLLIN, Duration::from_secs(5));
+        assert!(fired, "OOM watch fired");
+        job.ack_oom_watch(w.as_fd()).unwrap();
+        let quiet = !poll_for(w.as_fd(), libc::POLLIN, Duration::ZERO);
+        assert!(quiet, "acknowledged watch is quiet again");
+    } else {
+        let group = std::fs::read_to_string(job.paths()[0].join("memory.oom.group")).unwrap();
+        assert_eq!(group.trim(), "1");
+    }
     eprintln!("MEASURED oom_kills={}", job.oom_kills().unwrap());
     job.remove().unwrap();
-}
-
-fn watch_fd(fd: &std::os::fd::OwnedFd) -> std::os::fd::BorrowedFd<'_> {
-    use std::os::fd::AsFd;
-    fd.as_fd()
 }
 
 #[test]
@@ -242,13 +236,13 @@ fn cpu_quota_throttles_a_busy_loop() {
         .unwrap();
     let mut child = Gated::shell("while :; do :; done");
     job.attach(child.pid()).unwrap();
-    let used_before = job.cpu_usage_usec().unwrap();
+    let used_before = cpu_usage_usec(&fx, &job);
     let start = Instant::now();
     child.release();
     std::thread::sleep(Duration::from_millis(1500));
-    let used = job.cpu_usage_usec().unwrap() - used_before;
+    let used = cpu_usage_usec(&fx, &job) - used_before;
     let wall = start.elapsed();
-    let (periods, throttled, throttled_us) = job.cpu_throttling().unwrap();
+    let (periods, throttled, throttled_us) = cpu_throttling(&fx, &job);
     let fraction = used as f64 / wall.as_micros() as f64;
     eprintln!(
         "MEASURED cpu: {fraction:.3} of one core over {wall:?}, nr_periods={periods} \
@@ -265,10 +259,44 @@ fn cpu_quota_throttles_a_busy_loop() {
     job.remove().unwrap();
 }
 
+/// The job's cgroup directory holding `file` (v1: the hierarchy that has it).
+fn file_of(job: &JobCgroup, file: &str) -> std::path::PathBuf {
+    let dirs = job.paths();
+    dirs.iter()
+        .map(|d| d.join(file))
+        .find(|p| p.exists())
+        .expect(file)
+}
+
+/// CPU time used so far, microseconds (v1 `cpuacct.usage`, v2 `cpu.stat usage_usec`).
+fn cpu_usage_usec(fx: &Fixture, job: &JobCgroup) -> u64 {
+    match fx.cg.mode {
+        CgroupMode::V1 => {
+            let ns = std::fs::read_to_string(file_of(job, "cpuacct.usage")).unwrap();
+            ns.trim().parse::<u64>().unwrap() / 1000
+        }
+        CgroupMode::V2 => keyed(&file_of(job, "cpu.stat"), "usage_usec"),
+    }
+}
+
+/// (nr_periods, nr_throttled, throttled_usec) from `cpu.stat`.
+fn cpu_throttling(fx: &Fixture, job: &JobCgroup) -> (u64, u64, u64) {
+    let stat = file_of(job, "cpu.stat");
+    let throttled_us = match fx.cg.mode {
+        CgroupMode::V1 => keyed(&stat, "throttled_time") / 1000,
+        CgroupMode::V2 => keyed(&stat, "throttled_usec"),
+    };
+    (
+        keyed(&stat, "nr_periods"),
+        keyed(&stat, "nr_throttled"),
+        throttled_us,
+    )
+}
+
 #[test]
 fn cpuset_pins_to_cpu0() {
     let Some(fx) = Fixture::new() else { return };
-    if fx.cg.host().online_cpus.len() < 2 || !fx.cg.capabilities().cpuset {
+    if fx.cg.host.online_cpus.len() < 2 || !fx.cg.caps.cpuset {
         eprintln!("SKIPPED: needs two usable CPUs and the cpuset controller");
         return;
     }
@@ -310,7 +338,7 @@ fn pids_limit_stops_forks_with_eagain() {
 #[test]
 fn io_limit_throttles_direct_writes() {
     let Some(fx) = Fixture::new() else { return };
-    if !fx.cg.capabilities().io {
+    if !fx.cg.caps.io {
         eprintln!("SKIPPED: no io/blkio controller");
         return;
     }
@@ -369,7 +397,7 @@ fn timed_direct_write(fx: &Fixture, dev: &LoopDevice, tmp: &TempDir, bps: u64) -
 #[test]
 fn v1_device_list_denies_all_but_the_basic_nodes() {
     let Some(fx) = Fixture::new() else { return };
-    if fx.cg.mode() != CgroupMode::V1 {
+    if fx.cg.mode != CgroupMode::V1 {
         eprintln!("SKIPPED: cgroup v2 has no devices controller (device policy needs BPF)");
         return;
     }
@@ -484,13 +512,13 @@ fn adopt_and_list_find_existing_jobs() {
     assert_eq!(adopted.job(), &id);
     assert_eq!(
         adopted.clone_into_fd().is_some(),
-        fx.cg.mode() == CgroupMode::V2
+        fx.cg.mode == CgroupMode::V2
     );
     assert!(fx.cg.adopt(&new_job_id()).unwrap().is_none());
     // Creating it again is refused, and the refusal must not remove the existing one.
     assert!(matches!(
         fx.cg.create(&id, &limits(|_| {})),
-        Err(CgroupError::Create { .. })
+        Err(CgroupError::Create(..))
     ));
     assert!(job.paths().iter().all(|p| p.is_dir()));
     drop(adopted);
@@ -504,7 +532,7 @@ fn adopt_and_list_find_existing_jobs() {
 #[test]
 fn v1_adopts_and_removes_a_half_created_job() {
     let Some(fx) = Fixture::new() else { return };
-    if fx.cg.mode() != CgroupMode::V1 {
+    if fx.cg.mode != CgroupMode::V1 {
         eprintln!("SKIPPED: only v1 has one directory per hierarchy");
         return;
     }
@@ -541,7 +569,7 @@ fn v1_adopts_and_removes_a_half_created_job() {
 #[test]
 fn create_removes_what_it_made_when_a_limit_fails() {
     let Some(fx) = Fixture::new() else { return };
-    if !fx.cg.capabilities().io {
+    if !fx.cg.caps.io {
         eprintln!("SKIPPED: no io/blkio controller");
         return;
     }
@@ -565,10 +593,7 @@ fn create_removes_what_it_made_when_a_limit_fails() {
 fn remove_base_refuses_while_jobs_exist() {
     let Some(fx) = Fixture::new() else { return };
     let job = fx.cg.create(&new_job_id(), &limits(|_| {})).unwrap();
-    assert!(matches!(
-        fx.cg.remove_base(),
-        Err(CgroupError::NotEmpty { .. })
-    ));
+    assert!(matches!(fx.cg.remove_base(), Err(CgroupError::NotEmpty(_))));
     assert!(fx.cg.base_paths().iter().all(|p| p.is_dir()));
     job.remove().unwrap();
     fx.cg.remove_base().unwrap();
@@ -633,7 +658,7 @@ fn clone3_places_a_child_straight_into_the_cgroup() {
     let Some(fx) = Fixture::new() else { return };
     let job = fx.cg.create(&new_job_id(), &limits(|_| {})).unwrap();
     let Some(fd) = job.clone_into_fd() else {
-        assert_eq!(fx.cg.mode(), CgroupMode::V1);
+        assert_eq!(fx.cg.mode, CgroupMode::V1);
         eprintln!("SKIPPED: cgroup v1 has no CLONE_INTO_CGROUP (attach() is the v1 path)");
         return;
     };
@@ -652,7 +677,7 @@ fn clone3_places_a_child_straight_into_the_cgroup() {
 #[test]
 fn v2_open_moves_our_processes_to_a_leaf_first() {
     let Some(fx) = Fixture::new() else { return };
-    if fx.cg.mode() != CgroupMode::V2 {
+    if fx.cg.mode != CgroupMode::V2 {
         eprintln!("SKIPPED: the no-internal-process rule is a cgroup v2 rule");
         return;
     }

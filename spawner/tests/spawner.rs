@@ -435,7 +435,9 @@ fn a_job_whose_shim_vanished_is_reported_lost() {
     c.start_ok(&job, sh("sleep 60"));
     h.kill9();
     let dir = joblet_spawner::record::JobDir::new(&h.settings.state_dir.join("jobs"), &job);
-    let shim = dir.read_job().unwrap().unwrap().shim.unwrap();
+    let record: joblet_spawner::record::JobFile =
+        dir.read(joblet_spawner::record::JOB).unwrap().unwrap();
+    let shim = record.shim.unwrap();
     // SAFETY: the shim's pid is alive (it waits for the job); we kill it on purpose.
     assert_eq!(unsafe { libc::kill(shim.pid, libc::SIGKILL) }, 0);
     std::thread::sleep(Duration::from_millis(200));

@@ -1,20 +1,27 @@
 //! Block devices behind a job's storage (for io limits), and the v1 device allow-list.
 
-use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::{os::unix::fs::MetadataExt, path::Path};
 
-/// The character devices a job may use on v1 (everything else is denied, block devices
-/// included): null, zero, full, random, urandom, tty, ptmx, and the pty slaves.
-pub(super) const V1_ALLOWED_DEVICES: &[&str] = &[
-    "c 1:3 rwm",
-    "c 1:5 rwm",
-    "c 1:7 rwm",
-    "c 1:8 rwm",
-    "c 1:9 rwm",
-    "c 5:0 rwm",
-    "c 5:2 rwm",
-    "c 136:* rwm",
-];
+use super::device_bpf::{self, ACC_MKNOD, ACC_READ, ACC_WRITE, DeviceKind};
+
+/// The v1 devices-controller rules for the job's devices: the same table as the v2 device
+/// program ([`device_bpf::ALLOWED`]), so both drivers allow exactly the nodes of the job's `/dev`.
+pub(super) fn v1_allow_list() -> impl Iterator<Item = String> {
+    device_bpf::ALLOWED.iter().map(|d| {
+        let kind = match d.kind {
+            DeviceKind::Block => 'b',
+            DeviceKind::Char => 'c',
+        };
+        let minor = d.minor.map_or("*".to_owned(), |m| m.to_string());
+        let acc = [(ACC_READ, 'r'), (ACC_WRITE, 'w'), (ACC_MKNOD, 'm')];
+        let access: String = acc
+            .iter()
+            .filter(|(b, _)| d.access & b != 0)
+            .map(|(_, c)| *c)
+            .collect();
+        format!("{kind} {}:{minor} {access}", d.major)
+    })
+}
 
 const SYS: &str = "/sys";
 
@@ -68,6 +75,14 @@ fn parse_dev(text: &str) -> Option<(u32, u32)> {
 mod tests {
     use super::*;
     use std::os::unix::fs::symlink;
+
+    #[test]
+    fn the_v1_list_is_the_device_table() {
+        let rules: Vec<String> = v1_allow_list().collect();
+        assert_eq!(rules.first().map(String::as_str), Some("c 1:3 rwm"));
+        assert!(rules.contains(&"c 136:* rwm".to_owned()), "{rules:?}");
+        assert_eq!(rules.len(), device_bpf::ALLOWED.len());
+    }
 
     #[test]
     fn parses_dev_files() {

@@ -2,15 +2,16 @@
 //! file or directory involved, so a log line alone tells an operator what to fix.
 
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use joblet_ipc_proto::settings::CgroupMode;
-use joblet_ipc_proto::validate::ValidationError;
+use joblet_ipc_proto::{settings::CgroupMode, validate::ValidationError};
+
+use super::device_bpf::DeviceFilterError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CgroupError {
-    #[error("cgroup mount: {detail}")]
-    Mount { detail: String },
+    #[error("cgroup mount: {0}")]
+    Mount(String),
     #[error(
         "cgroup mode {mode:?}: controller(s) {controller} not available to us (not mounted, not \
          enabled in the parent's cgroup.subtree_control, or not built into the kernel)"
@@ -19,42 +20,44 @@ pub enum CgroupError {
         controller: String,
         mode: CgroupMode,
     },
-    #[error("our own cgroup: {detail}")]
-    OwnCgroup { detail: String },
-    #[error("cgroup base name {name:?} must be 1-63 letters, digits, '_' or '-'")]
-    BaseName { name: String },
-    #[error("creating cgroup {path}: {source}")]
-    Create { path: PathBuf, source: io::Error },
+    #[error("our own cgroup: {0}")]
+    OwnCgroup(String),
+    #[error("cgroup base name {0:?} must be 1-63 letters, digits, '_' or '-'")]
+    BaseName(String),
+    #[error("creating cgroup {0}: {1}")]
+    Create(PathBuf, io::Error),
     #[error("writing {value:?} to {path}: {source}")]
     Write {
         path: PathBuf,
         value: String,
         source: io::Error,
     },
-    #[error("reading {path}: {source}")]
-    Read { path: PathBuf, source: io::Error },
-    #[error("unexpected content in {path}: {detail}")]
-    Parse { path: PathBuf, detail: String },
-    #[error("opening {path}: {source}")]
-    Open { path: PathBuf, source: io::Error },
-    #[error("moving pid {pid} into {path}: {source}")]
-    Attach {
-        pid: i32,
+    #[error("{step} {path}: {source}")]
+    Io {
+        step: &'static str,
         path: PathBuf,
         source: io::Error,
     },
-    #[error("signalling pid {pid}: {source}")]
-    Signal { pid: i32, source: io::Error },
-    #[error("removing cgroup {path}: {source}")]
-    Remove { path: PathBuf, source: io::Error },
-    #[error("cgroup {path} still holds processes or child cgroups")]
-    NotEmpty { path: PathBuf },
-    #[error("registering an OOM notification on {path}: {source}")]
-    OomWatch { path: PathBuf, source: io::Error },
+    #[error("unexpected content in {0}: {1}")]
+    Parse(PathBuf, String),
+    #[error("signalling pid {0}: {1}")]
+    Signal(i32, io::Error),
+    #[error("cgroup {0} still holds processes or child cgroups")]
+    NotEmpty(PathBuf),
     #[error("limit {limit} cannot be applied on this host: {detail}")]
     LimitUnavailable { limit: &'static str, detail: String },
     #[error(transparent)]
     Invalid(#[from] ValidationError),
+    #[error(transparent)]
+    DeviceFilter(#[from] DeviceFilterError),
+}
+
+pub(super) fn io_error(step: &'static str, path: &Path, source: io::Error) -> CgroupError {
+    CgroupError::Io {
+        step,
+        path: path.to_owned(),
+        source,
+    }
 }
 
 impl CgroupError {

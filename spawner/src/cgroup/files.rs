@@ -7,17 +7,14 @@ use std::time::{Duration, Instant};
 
 use joblet_ipc_proto::job::JobId;
 
-use super::error::CgroupError;
+use super::error::{CgroupError, io_error};
 
-const JOB_PREFIX: &str = "job-";
+pub(super) const JOB_PREFIX: &str = "job-";
 /// How long `rmdir` retries while the kernel still reports the cgroup busy (exiting tasks).
 const REMOVE_PATIENCE: Duration = Duration::from_secs(2);
 
 pub(super) fn read(path: &Path) -> Result<String, CgroupError> {
-    std::fs::read_to_string(path).map_err(|source| CgroupError::Read {
-        path: path.to_owned(),
-        source,
-    })
+    std::fs::read_to_string(path).map_err(|e| io_error("reading", path, e))
 }
 
 /// Writes `value` in one `write(2)`: cgroup files take one value per write.
@@ -31,34 +28,31 @@ pub(super) fn write(path: &Path, value: &str) -> Result<(), CgroupError> {
         .write(true)
         .open(path)
         .map_err(fail)?;
-    let n = f.write(value.as_bytes()).map_err(fail)?;
-    if n != value.len() {
-        return Err(fail(io::Error::new(
+    match f.write(value.as_bytes()).map_err(fail)? {
+        n if n == value.len() => Ok(()),
+        n => Err(fail(io::Error::new(
             io::ErrorKind::WriteZero,
             format!("short write ({n} of {} bytes)", value.len()),
-        )));
+        ))),
     }
-    Ok(())
 }
 
 /// Creates a directory that may already exist (our base after a restart). True if created.
 pub(super) fn ensure_dir(path: &Path) -> Result<bool, CgroupError> {
-    match std::fs::create_dir(path) {
+    match create_dir(path) {
         Ok(()) => Ok(true),
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && path.is_dir() => Ok(false),
-        Err(source) => Err(CgroupError::Create {
-            path: path.to_owned(),
-            source,
-        }),
+        Err(_) if path.is_dir() => Ok(false),
+        Err(e) => Err(e),
     }
 }
 
-/// Creates a directory that must not exist yet (a job's cgroup: never reuse a stranger's).
+/// Creates a directory that must not exist yet (a job's cgroup: never reuse a stranger's),
+/// mode 0755 whatever our umask: persistd reads its files through a directory fd.
 pub(super) fn create_dir(path: &Path) -> Result<(), CgroupError> {
-    std::fs::create_dir(path).map_err(|source| CgroupError::Create {
-        path: path.to_owned(),
-        source,
-    })
+    let mode = std::os::unix::fs::PermissionsExt::from_mode(0o755);
+    std::fs::create_dir(path)
+        .and_then(|()| std::fs::set_permissions(path, mode))
+        .map_err(|source| CgroupError::Create(path.to_owned(), source))
 }
 
 /// Removes a cgroup directory. Gone already is fine; busy (tasks still exiting) is retried
@@ -69,55 +63,39 @@ pub(super) fn remove_dir(path: &Path) -> Result<(), CgroupError> {
         match std::fs::remove_dir(path) {
             Ok(()) => return Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(e) if e.raw_os_error() == Some(libc::EBUSY) || is_not_empty(&e) => {
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EBUSY | libc::ENOTEMPTY)) => {
                 if Instant::now() >= deadline {
-                    return Err(CgroupError::NotEmpty {
-                        path: path.to_owned(),
-                    });
+                    return Err(CgroupError::NotEmpty(path.to_owned()));
                 }
                 std::thread::sleep(Duration::from_millis(20));
             }
-            Err(source) => {
-                return Err(CgroupError::Remove {
-                    path: path.to_owned(),
-                    source,
-                });
-            }
+            Err(e) => return Err(io_error("removing cgroup", path, e)),
         }
     }
-}
-
-fn is_not_empty(e: &io::Error) -> bool {
-    e.raw_os_error() == Some(libc::ENOTEMPTY)
 }
 
 /// The pids in `dir/cgroup.procs`.
 pub(super) fn procs(dir: &Path) -> Result<Vec<i32>, CgroupError> {
     let path = dir.join("cgroup.procs");
-    let text = read(&path)?;
-    text.lines()
-        .map(|l| {
-            l.trim().parse::<i32>().map_err(|_| CgroupError::Parse {
-                path: path.clone(),
-                detail: format!("{l:?} is not a pid"),
-            })
-        })
-        .collect()
+    let parse = |l: &str| {
+        l.trim()
+            .parse::<i32>()
+            .map_err(|_| format!("{l:?} is not a pid"))
+    };
+    let pids: Result<_, _> = read(&path)?.lines().map(parse).collect();
+    pids.map_err(|detail| CgroupError::Parse(path, detail))
 }
 
 pub(super) fn attach(dir: &Path, pid: i32) -> Result<(), CgroupError> {
     let path = dir.join("cgroup.procs");
     if pid <= 0 {
-        return Err(CgroupError::Attach {
-            pid,
-            path,
-            source: io::Error::from_raw_os_error(libc::EINVAL),
-        });
+        return Err(io_error(
+            "attaching a pid <= 0 to",
+            &path,
+            io::Error::from_raw_os_error(libc::EINVAL),
+        ));
     }
-    write(&path, &pid.to_string()).map_err(|e| match e {
-        CgroupError::Write { path, source, .. } => CgroupError::Attach { pid, path, source },
-        other => other,
-    })
+    write(&path, &pid.to_string())
 }
 
 /// The value of `key` in a flat keyed file (`key value` per line, as in `cpu.stat`,
@@ -131,54 +109,25 @@ pub(super) fn keyed_value(text: &str, key: &str) -> Option<u64> {
 
 /// Like [`keyed_value`] on a file, with an error naming the file and key when absent.
 pub(super) fn read_keyed(path: &Path, key: &str) -> Result<u64, CgroupError> {
-    let text = read(path)?;
-    keyed_value(&text, key).ok_or_else(|| CgroupError::Parse {
-        path: path.to_owned(),
-        detail: format!("no {key:?} entry"),
-    })
-}
-
-pub(super) fn job_dir_name(job: &JobId) -> String {
-    format!("{JOB_PREFIX}{job}")
+    keyed_value(&read(path)?, key)
+        .ok_or_else(|| CgroupError::Parse(path.to_owned(), format!("no {key:?} entry")))
 }
 
 /// The job ids of the `job-<uuid>` directories in `base` (other entries are ignored).
 pub(super) fn list_jobs(base: &Path) -> Result<Vec<JobId>, CgroupError> {
-    let entries = std::fs::read_dir(base).map_err(|source| CgroupError::Read {
-        path: base.to_owned(),
-        source,
-    })?;
+    let entries = std::fs::read_dir(base).map_err(|e| io_error("listing", base, e))?;
     let mut jobs = Vec::new();
     for entry in entries {
-        let entry = entry.map_err(|source| CgroupError::Read {
-            path: base.to_owned(),
-            source,
-        })?;
+        let entry = entry.map_err(|e| io_error("listing", base, e))?;
         let name = entry.file_name();
-        let Some(id) = name
-            .to_str()
-            .and_then(|n| n.strip_prefix(JOB_PREFIX))
-            .and_then(|n| JobId::parse(n).ok())
-        else {
-            continue;
-        };
-        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+        let id = name.to_str().and_then(|n| n.strip_prefix(JOB_PREFIX));
+        if let Some(id) = id.and_then(|n| JobId::parse(n).ok())
+            && entry.file_type().is_ok_and(|t| t.is_dir())
+        {
             jobs.push(id);
         }
     }
     Ok(jobs)
-}
-
-/// Reads the first line of a file if it exists (feature probes): `None` when absent.
-pub(super) fn read_optional(path: &Path) -> Result<Option<String>, CgroupError> {
-    match std::fs::read_to_string(path) {
-        Ok(s) => Ok(Some(s)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(CgroupError::Read {
-            path: path.to_owned(),
-            source,
-        }),
-    }
 }
 
 /// Removes, in reverse order, the directories a failed creation made.
@@ -201,14 +150,5 @@ mod tests {
         assert_eq!(keyed_value(t, "under_oom"), Some(0));
         assert_eq!(keyed_value(t, "oom"), None);
         assert_eq!(keyed_value("oom_kill x\n", "oom_kill"), None);
-    }
-
-    #[test]
-    fn job_dir_names_round_trip() {
-        let id = JobId::parse("0b7c1a2e-4f3d-4e8a-9c61-2d5e7f9a1b3c").unwrap();
-        assert_eq!(
-            job_dir_name(&id),
-            "job-0b7c1a2e-4f3d-4e8a-9c61-2d5e7f9a1b3c"
-        );
     }
 }

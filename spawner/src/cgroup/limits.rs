@@ -1,11 +1,9 @@
 //! Turning a request's limits into kernel limits, against what this host offers. Pure logic:
 //! the drivers hand in what they found at open.
 
-use joblet_ipc_proto::job::Limits;
-use joblet_ipc_proto::validate;
+use joblet_ipc_proto::{job::Limits, validate};
 
-use super::error::CgroupError;
-use super::{HostResources, IoLimit, ResolvedLimits};
+use super::{HostResources, IoLimit, ResolvedLimits, error::CgroupError};
 
 const MIB: u64 = 1024 * 1024;
 
@@ -30,169 +28,62 @@ pub(super) fn resolve(
     io_devices: &[(u32, u32)],
 ) -> Result<ResolvedLimits, CgroupError> {
     validate::limits(limits)?;
-    let cpus = cpus(host, caps, &limits.cpu_cores)?;
+    let cpus = match limits.cpu_cores.as_str() {
+        "" => Vec::new(),
+        list => validate::cpu_list(list)?,
+    };
+    let offline = cpus.iter().find(|c| !host.online_cpus.contains(c));
+    let online: Vec<String> = host.online_cpus.iter().map(u32::to_string).collect();
     let usable = if cpus.is_empty() {
         host.online_cpus.len()
     } else {
         cpus.len()
     };
-    cpu_percent(limits.cpu_percent, usable)?;
-    Ok(ResolvedLimits {
-        cpu_percent: limits.cpu_percent,
-        cpus,
-        memory_bytes: memory(host, caps, limits.memory_mb)?,
-        io: io(caps, limits.io_bps, io_devices)?,
-        pids_max: pids(limits.pids_max, default_pids_max)?,
-    })
-}
-
-fn cpus(host: &HostResources, caps: Capabilities, list: &str) -> Result<Vec<u32>, CgroupError> {
-    if list.is_empty() {
-        return Ok(Vec::new());
-    }
-    let cpus = validate::cpu_list(list)?;
-    if !caps.cpuset {
-        return Err(CgroupError::LimitUnavailable {
-            limit: "cpu_cores",
-            detail: "the cpuset controller is not available to joblet on this host".into(),
-        });
-    }
-    if let Some(cpu) = cpus.iter().find(|c| !host.online_cpus.contains(c)) {
-        return Err(CgroupError::LimitUnavailable {
-            limit: "cpu_cores",
-            detail: format!(
-                "CPU {cpu} is not online here (usable CPUs: {})",
-                format_cpu_list(&host.online_cpus)
-            ),
-        });
-    }
-    Ok(cpus)
-}
-
-fn cpu_percent(percent: u32, usable_cpus: usize) -> Result<(), CgroupError> {
-    let most = u64::try_from(usable_cpus)
-        .unwrap_or(u64::MAX)
-        .saturating_mul(100);
-    if u64::from(percent) > most {
-        return Err(CgroupError::LimitUnavailable {
-            limit: "max_cpu",
-            detail: format!(
-                "{percent}% needs {} CPUs, the job may use {usable_cpus}",
-                percent.div_ceil(100)
-            ),
-        });
-    }
-    Ok(())
-}
-
-fn memory(host: &HostResources, caps: Capabilities, mb: u64) -> Result<u64, CgroupError> {
-    if mb == 0 {
-        return Ok(0);
-    }
-    let bytes = mb.saturating_mul(MIB);
-    if bytes > host.memory_bytes {
-        return Err(CgroupError::LimitUnavailable {
-            limit: "max_memory",
-            detail: format!(
-                "{mb} MiB is more than the {} MiB this host can give jobs",
-                host.memory_bytes / MIB
-            ),
-        });
-    }
-    if caps.host_swap && !caps.swap_limit {
-        return Err(CgroupError::LimitUnavailable {
-            limit: "max_memory",
-            detail: "the host has swap but no swap accounting (boot with swapaccount=1), so \
-                     swap could not be kept from the job"
-                .into(),
-        });
-    }
-    Ok(bytes)
-}
-
-fn io(caps: Capabilities, bps: u64, devices: &[(u32, u32)]) -> Result<Vec<IoLimit>, CgroupError> {
-    if bps == 0 {
-        return Ok(Vec::new());
-    }
-    if !caps.io {
-        return Err(CgroupError::LimitUnavailable {
-            limit: "max_io_bps",
-            detail: "the io (blkio) controller is not available to joblet on this host".into(),
-        });
-    }
-    let mut devices = devices.to_vec();
+    let (percent, mb, bps) = (limits.cpu_percent, limits.memory_mb, limits.io_bps);
+    let mut devices = io_devices.to_vec();
     devices.sort_unstable();
     devices.dedup();
-    if devices.is_empty() {
-        return Err(CgroupError::LimitUnavailable {
-            limit: "max_io_bps",
-            detail: "no block device backs the job's storage (tmpfs, overlay or network \
-                     filesystem), so there is nothing to limit"
-                .into(),
-        });
+    let pids = if limits.pids_max > 0 {
+        limits.pids_max
+    } else {
+        default_pids_max
+    };
+    let (needs, host_mb, max_pids) = (
+        percent.div_ceil(100),
+        host.memory_bytes / MIB,
+        validate::MAX_PIDS,
+    );
+    let no_controller =
+        |c: &str| format!("the {c} controller is not available to joblet on this host");
+    // Every refusal, in order; the first that applies is the answer.
+    #[rustfmt::skip]
+    let refusals = [
+        (!cpus.is_empty() && !caps.cpuset, "cpu_cores", no_controller("cpuset")),
+        (offline.is_some(), "cpu_cores", format!("CPU {} is not online here (usable CPUs: {})", offline.unwrap_or(&0), online.join(","))),
+        (u64::from(percent) > usable as u64 * 100, "max_cpu", format!("{percent}% needs {needs} CPUs, the job may use {usable}")),
+        (mb > 0 && mb.saturating_mul(MIB) > host.memory_bytes, "max_memory", format!("{mb} MiB is more than the {host_mb} MiB this host can give jobs")),
+        (mb > 0 && caps.host_swap && !caps.swap_limit, "max_memory", "the host has swap but no swap accounting (boot with swapaccount=1), so swap could not be kept from the job".into()),
+        (bps > 0 && !caps.io, "max_io_bps", no_controller("io (blkio)")),
+        (bps > 0 && devices.is_empty(), "max_io_bps", "no block device backs the job's storage (its writable space is a tmpfs; the allowed mounts are on tmpfs, overlay or network filesystems), so there is nothing to limit".into()),
+        (pids == 0 || pids > max_pids, "pids limit", format!("{pids} is not a usable pids limit (the configured default must be 1..={max_pids})")),
+    ];
+    if let Some((_, limit, detail)) = refusals.into_iter().find(|r| r.0) {
+        return Err(CgroupError::LimitUnavailable { limit, detail });
     }
-    Ok(devices
-        .into_iter()
-        .map(|(major, minor)| IoLimit { major, minor, bps })
-        .collect())
-}
-
-fn pids(requested: u32, default: u32) -> Result<u32, CgroupError> {
-    let pids = if requested > 0 { requested } else { default };
-    if pids == 0 || pids > validate::MAX_PIDS {
-        return Err(CgroupError::LimitUnavailable {
-            limit: "pids limit",
-            detail: format!(
-                "{pids} is not a usable pids limit (the configured default must be 1..={})",
-                validate::MAX_PIDS
-            ),
-        });
-    }
-    Ok(pids)
-}
-
-/// Formats CPU numbers as a cpuset list (`0-3,6`), the form the kernel reads.
-pub(super) fn format_cpu_list(cpus: &[u32]) -> String {
-    let mut sorted = cpus.to_vec();
-    sorted.sort_unstable();
-    sorted.dedup();
-    let mut parts: Vec<String> = Vec::new();
-    let mut i = 0;
-    while i < sorted.len() {
-        let start = sorted[i];
-        let mut end = start;
-        while i + 1 < sorted.len() && sorted[i + 1] == end + 1 {
-            i += 1;
-            end = sorted[i];
-        }
-        parts.push(if start == end {
-            start.to_string()
-        } else {
-            format!("{start}-{end}")
-        });
-        i += 1;
-    }
-    parts.join(",")
-}
-
-/// Parses a cpuset list as the kernel writes it (may be empty).
-pub(super) fn parse_cpu_list(s: &str) -> Option<Vec<u32>> {
-    let s = s.trim();
-    if s.is_empty() {
-        return Some(Vec::new());
-    }
-    let mut cpus = Vec::new();
-    for part in s.split(',') {
-        let (lo, hi) = part.split_once('-').unwrap_or((part, part));
-        let (lo, hi): (u32, u32) = (lo.parse().ok()?, hi.parse().ok()?);
-        if lo > hi {
-            return None;
-        }
-        cpus.extend(lo..=hi);
-    }
-    cpus.sort_unstable();
-    cpus.dedup();
-    Some(cpus)
+    let io = match bps {
+        0 => Vec::new(),
+        bps => devices
+            .into_iter()
+            .map(|(major, minor)| IoLimit { major, minor, bps })
+            .collect(),
+    };
+    Ok(ResolvedLimits {
+        cpu_percent: percent,
+        cpus,
+        memory_bytes: mb.saturating_mul(MIB),
+        io,
+        pids_max: pids,
+    })
 }
 
 #[cfg(test)]
@@ -310,16 +201,5 @@ mod tests {
             resolve(&host(), ALL, &l, 1, &[]),
             Err(CgroupError::Invalid(_))
         ));
-    }
-
-    #[test]
-    fn cpu_lists_format_and_parse() {
-        assert_eq!(format_cpu_list(&[3, 0, 1, 2, 6, 8, 9]), "0-3,6,8-9");
-        assert_eq!(format_cpu_list(&[0]), "0");
-        assert_eq!(format_cpu_list(&[]), "");
-        assert_eq!(parse_cpu_list("0-3,6\n"), Some(vec![0, 1, 2, 3, 6]));
-        assert_eq!(parse_cpu_list("\n"), Some(vec![]));
-        assert_eq!(parse_cpu_list("3-1"), None);
-        assert_eq!(parse_cpu_list("x"), None);
     }
 }

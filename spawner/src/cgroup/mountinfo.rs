@@ -29,19 +29,13 @@ pub(super) const MOUNTINFO: &str = "/proc/self/mountinfo";
 pub(super) const SELF_CGROUP: &str = "/proc/self/cgroup";
 
 pub(super) fn read_mounts() -> Result<Vec<Mount>, CgroupError> {
-    let text = std::fs::read_to_string(MOUNTINFO).map_err(|source| CgroupError::Read {
-        path: MOUNTINFO.into(),
-        source,
-    })?;
-    Ok(parse_mountinfo(&text))
+    Ok(parse_mountinfo(&super::files::read(Path::new(MOUNTINFO))?))
 }
 
 pub(super) fn read_memberships() -> Result<Vec<Membership>, CgroupError> {
-    let text = std::fs::read_to_string(SELF_CGROUP).map_err(|source| CgroupError::Read {
-        path: SELF_CGROUP.into(),
-        source,
-    })?;
-    Ok(parse_proc_cgroup(&text))
+    Ok(parse_proc_cgroup(&super::files::read(Path::new(
+        SELF_CGROUP,
+    ))?))
 }
 
 /// Parses mountinfo; lines that do not have the documented shape are skipped (the kernel
@@ -98,13 +92,13 @@ pub(super) fn parse_proc_cgroup(text: &str) -> Vec<Membership> {
             let hierarchy_id = parts.next()?.parse().ok()?;
             let controllers = parts.next()?;
             let path = parts.next()?;
+            let ours = controllers
+                .split(',')
+                .filter(|c| !c.is_empty() && !c.starts_with("name="));
+            let controllers = ours.map(str::to_owned).collect();
             Some(Membership {
                 hierarchy_id,
-                controllers: controllers
-                    .split(',')
-                    .filter(|c| !c.is_empty() && !c.starts_with("name="))
-                    .map(str::to_owned)
-                    .collect(),
+                controllers,
                 path: path.to_owned(),
             })
         })
@@ -114,11 +108,8 @@ pub(super) fn parse_proc_cgroup(text: &str) -> Vec<Membership> {
 /// The controllers a v1 mount carries (its super options minus flags such as `rw`,
 /// `name=systemd` or `clone_children`), restricted to the ones we know.
 pub(super) fn v1_controllers(m: &Mount, known: &[&'static str]) -> Vec<&'static str> {
-    known
-        .iter()
-        .copied()
-        .filter(|k| m.super_options.iter().any(|o| o == k))
-        .collect()
+    let mounted = |k: &&str| m.super_options.iter().any(|o| o == k);
+    known.iter().copied().filter(mounted).collect()
 }
 
 /// The directory of the cgroup at `own` (a path from `/proc/self/cgroup`) in the hierarchy
@@ -126,18 +117,11 @@ pub(super) fn v1_controllers(m: &Mount, known: &[&'static str]) -> Vec<&'static 
 pub(super) fn own_dir(m: &Mount, own: &str) -> Option<PathBuf> {
     let own = Path::new(own);
     let rel = own.strip_prefix(&m.root).ok()?;
-    if rel
-        .components()
-        .any(|c| !matches!(c, std::path::Component::Normal(_)))
-    {
+    let plain = |c: std::path::Component| matches!(c, std::path::Component::Normal(_));
+    if !rel.components().all(plain) {
         return None;
     }
     Some(m.mount_point.join(rel))
-}
-
-/// True when `p` is `root` or below it.
-pub(super) fn is_under(p: &Path, root: &Path) -> bool {
-    p.starts_with(root)
 }
 
 #[cfg(test)]

@@ -27,27 +27,15 @@ pub fn build(job: &JobId, spec: &JobSpec, secrets: &[EnvVar]) -> Vec<String> {
         env.push(format!("HOSTNAME={}", hostname(job)));
     }
     env.push(format!("JOB_ID={job}"));
-    env.extend(
-        spec.env
-            .iter()
-            .chain(secrets)
-            .map(|v| format!("{}={}", v.key, v.value)),
-    );
+    let given = spec.env.iter().chain(secrets);
+    env.extend(given.map(|v| format!("{}={}", v.key, v.value)));
     env
 }
 
 /// The PATH the command is looked up in: the one in the job's environment.
 pub fn search_path(env: &[String]) -> &str {
-    env.iter()
-        .find_map(|kv| kv.strip_prefix("PATH="))
-        .unwrap_or(DEFAULT_PATH)
-}
-
-/// [`search_path`] over the C strings handed to execve.
-pub fn search_path_c(envp: &[std::ffi::CString]) -> String {
-    envp.iter()
-        .find_map(|kv| kv.to_str().ok()?.strip_prefix("PATH=").map(str::to_owned))
-        .unwrap_or_else(|| DEFAULT_PATH.to_owned())
+    let path = env.iter().find_map(|kv| kv.strip_prefix("PATH="));
+    path.unwrap_or(DEFAULT_PATH)
 }
 
 /// Where to look for `command`, in order, as execvp does: a name with a `/` is used as given;

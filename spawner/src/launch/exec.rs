@@ -18,19 +18,17 @@ const JOB_NOFILE: u64 = 1024;
 /// stdin from /dev/null, stdout and stderr the output pipes; closes every other fd except the
 /// close-on-exec error pipe; unblocks and resets every signal.
 pub(super) fn prepare_process(stdout: RawFd, stderr: RawFd, error: RawFd) -> StepResult {
-    let null = nix::fcntl::open(
-        c"/dev/null",
-        OFlag::O_RDONLY | OFlag::O_CLOEXEC,
-        nix::sys::stat::Mode::empty(),
-    )
-    .at(|| "open /dev/null")?;
+    let null = OFlag::O_RDONLY | OFlag::O_CLOEXEC;
+    let null = nix::fcntl::open(c"/dev/null", null, nix::sys::stat::Mode::empty());
+    let null = null.at(|| "open /dev/null")?;
     // Every source fd is >= 3 (0-2 were open when they were created), so no dup2 below
     // overwrites another source.
-    for (src, target, name) in [
+    let stdio = [
         (null.as_raw_fd(), 0, "stdin"),
         (stdout, 1, "stdout"),
         (stderr, 2, "stderr"),
-    ] {
+    ];
+    for (src, target, name) in stdio {
         // SAFETY: `src` is open; dup2 replaces the stdio slot, which nothing else owns here.
         if unsafe { libc::dup2(src, target) } < 0 {
             return Err(StepError::new(format!("set up {name}"), Errno::last()));
@@ -63,9 +61,8 @@ fn reset_signals() -> StepResult {
 /// Looks `command` up as execvp would (in the job's PATH) and execs it. Returns only on
 /// failure: 127 when not found, 126 when found but not executable.
 pub(super) fn exec(command: &str, args: &ExecArgs) -> StepError {
-    let path = env::search_path_c(&args.envp);
     let mut denied = None;
-    for candidate in env::candidates(command, &path) {
+    for candidate in env::candidates(command, &args.path) {
         let Ok(c) = CString::new(candidate.as_str()) else {
             continue;
         };
@@ -74,23 +71,12 @@ pub(super) fn exec(command: &str, args: &ExecArgs) -> StepError {
             Err(Errno::EACCES) => {
                 denied.get_or_insert(candidate);
             }
-            Err(e) => {
-                return StepError {
-                    exit_code: 126,
-                    message: format!("cannot execute {candidate}: {e}"),
-                };
-            }
+            Err(e) => return StepError::exit(126, format!("cannot execute {candidate}: {e}")),
             Ok(never) => match never {},
         }
     }
     match denied {
-        Some(c) => StepError {
-            exit_code: 126,
-            message: format!("permission denied: {c} is not executable"),
-        },
-        None => StepError {
-            exit_code: 127,
-            message: format!("command not found: {command}"),
-        },
+        Some(c) => StepError::exit(126, format!("permission denied: {c} is not executable")),
+        None => StepError::exit(127, format!("command not found: {command}")),
     }
 }

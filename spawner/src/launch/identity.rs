@@ -29,12 +29,9 @@ fn verify(uid: u32, gid: u32) -> StepResult {
     }
     let ids = nix::unistd::getresuid().at(|| "read uids back")?;
     let gids = nix::unistd::getresgid().at(|| "read gids back")?;
-    let uid_ok = [ids.real, ids.effective, ids.saved]
-        .iter()
-        .all(|u| u.as_raw() == uid);
-    let gid_ok = [gids.real, gids.effective, gids.saved]
-        .iter()
-        .all(|g| g.as_raw() == gid);
+    let uids = [ids.real, ids.effective, ids.saved].map(|u| u.as_raw());
+    let gids = [gids.real, gids.effective, gids.saved].map(|g| g.as_raw());
+    let (uid_ok, gid_ok) = (uids == [uid; 3], gids == [gid; 3]);
     if !uid_ok || !gid_ok || !nix::unistd::getgroups().is_ok_and(|g| g.is_empty()) {
         return Err(StepError::msg("uid, gid or groups did not change as asked"));
     }

@@ -1,14 +1,15 @@
 //! The job init: the first process in the job's namespaces. It is a copy of the shim (so of the
 //! single-threaded spawner) and runs straight-line code: wait to be released, build the root,
-//! drop to the job's identity, exec. Any failure is written to the error pipe, then `_exit`.
+//! copy the uploads, drop to the job's identity, enforce Landlock and seccomp, exec. Any
+//! failure is written to the error pipe, then `_exit`.
 
-use std::os::fd::{IntoRawFd, OwnedFd, RawFd};
+use std::os::fd::{IntoRawFd, OwnedFd};
+use std::path::Path;
 
-use nix::sched::CloneFlags;
+use nix::{fcntl::OFlag, sched::CloneFlags, sys::stat::Mode};
 
-use super::{
-    At, ExecArgs, LaunchPlan, StepError, StepResult, exec, identity, netns, report, rootfs,
-};
+use super::{At, ExecArgs, LaunchPlan, StepError, exec, identity, landlock, netns};
+use super::{rootfs, seccomp, upload};
 
 pub(super) struct Fds {
     /// Read end of the release pipe.
@@ -19,45 +20,65 @@ pub(super) struct Fds {
     pub stderr: OwnedFd,
 }
 
-pub(super) fn run(plan: &LaunchPlan, exec: &ExecArgs, fds: Fds) -> ! {
+pub(super) fn run(plan: &LaunchPlan, exec: &ExecArgs, fds: Fds, uploads: &[upload::Entry]) -> ! {
     // From here on these are plain numbers: `prepare_process` closes every fd but stdio and the
     // error pipe, so no owner may close them again later.
-    let raw = Raw {
-        error: fds.error.into_raw_fd(),
-        stdout: fds.stdout.into_raw_fd(),
-        stderr: fds.stderr.into_raw_fd(),
-    };
-    let Err(e) = setup_and_exec(plan, exec, fds.sync, &raw);
-    let msg = report::encode_init_error(e.exit_code, &e.message);
-    // SAFETY: `raw.error` is the error pipe's write end, open until exec or exit; the buffer
-    // is valid for its length.
-    unsafe { libc::write(raw.error, msg.as_ptr().cast(), msg.len()) };
+    let [error, stdout, stderr] = [fds.error, fds.stdout, fds.stderr].map(IntoRawFd::into_raw_fd);
+    let Err(e) = setup_and_exec(plan, exec, fds.sync, uploads, [stdout, stderr, error]);
+    let msg = e.encode();
+    // SAFETY: `error` is the error pipe's write end, open until exec or exit; the buffer is
+    // valid for its length.
+    unsafe { libc::write(error, msg.as_ptr().cast(), msg.len()) };
     // SAFETY: ends this process without running destructors that belong to the spawner.
     unsafe { libc::_exit(1) }
-}
-
-struct Raw {
-    error: RawFd,
-    stdout: RawFd,
-    stderr: RawFd,
 }
 
 fn setup_and_exec(
     plan: &LaunchPlan,
     args: &ExecArgs,
     sync: OwnedFd,
-    fds: &Raw,
+    uploads: &[upload::Entry],
+    [stdout, stderr, error]: [i32; 3],
 ) -> Result<std::convert::Infallible, StepError> {
-    wait_for_release(&sync)?;
-    drop(sync);
+    match nix::unistd::read(&sync, &mut [0u8]) {
+        Ok(1) => drop(sync),
+        _ => {
+            return Err(StepError::msg(
+                "the shim went away before releasing the job",
+            ));
+        }
+    }
+
+    // The shim made the job's root mount point our cwd, which the new mount namespace maps to
+    // its own copy: the init never walks a host path to it.
+    let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+    let mountpoint =
+        nix::fcntl::open(c".", flags, Mode::empty()).at(|| "open the root mount point")?;
+    if plan.userns.is_some() {
+        // Still the shim's host ids, unmapped here: become root of the new namespace (its
+        // maps are written now), whose ids are the job's range on the host.
+        let (gid, uid) = (nix::unistd::Gid::from_raw(0), nix::unistd::Uid::from_raw(0));
+        nix::unistd::setresgid(gid, gid, gid).at(|| "become root of the user namespace")?;
+        nix::unistd::setresuid(uid, uid, uid).at(|| "become root of the user namespace")?;
+    }
     // Now in the job's cgroup (placed at clone time on v2, attached by the shim on v1), so the
     // new cgroup namespace is rooted at the job's own cgroup.
     nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP).at(|| "unshare the cgroup namespace")?;
-    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
-    rootfs::build(plan)?;
+    nix::sys::stat::umask(Mode::from_bits_truncate(0o022));
+    rootfs::build(plan, mountpoint)?;
+    // Built in the new root, while the init may still open every path of the policy.
+    let ruleset = match plan.landlock {
+        true => Some(landlock::build_ruleset(Path::new("/")).map_err(StepError::of)?),
+        false => None,
+    };
     nix::unistd::sethostname(&plan.hostname).at(|| "set the hostname")?;
     netns::loopback_up()?;
+    upload::write(uploads, plan)?;
     identity::drop_to(plan.uid, plan.gid)?;
+    // Consumed here: its fd must be closed before `prepare_process` closes every other one.
+    if let Some(r) = ruleset {
+        landlock::restrict_self(&r).map_err(StepError::of)?;
+    }
     // Set after the identity change, which clears it. If the shim dies, nobody could report
     // this job's end: it must not run on unseen.
     nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
@@ -65,22 +86,11 @@ fn setup_and_exec(
     // As the job user, so the job cannot start inside a directory it could not reach.
     nix::unistd::chdir(plan.work_dir.as_str())
         .at(|| format!("enter the work directory {}", plan.work_dir))?;
-    exec::prepare_process(fds.stdout, fds.stderr, fds.error)?;
-    Err(exec::exec(&plan.command, args))
-}
-
-fn wait_for_release(sync: &OwnedFd) -> StepResult {
-    let mut b = [0u8; 1];
-    loop {
-        match nix::unistd::read(sync, &mut b) {
-            Ok(1) => return Ok(()),
-            Err(nix::errno::Errno::EINTR) => continue,
-            Ok(_) => {
-                return Err(StepError::msg(
-                    "the shim went away before releasing the job",
-                ));
-            }
-            Err(e) => return Err(StepError::new("wait to be released", e)),
-        }
+    exec::prepare_process(stdout, stderr, error)?;
+    seccomp::install(&plan.seccomp).map_err(StepError::of)?;
+    if plan.probe {
+        // SAFETY: the start-up probe ends here, having done every step a job goes through.
+        unsafe { libc::_exit(0) }
     }
+    Err(exec::exec(&plan.command, args))
 }

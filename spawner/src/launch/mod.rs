@@ -3,36 +3,40 @@
 //!
 //! ```text
 //! spawner ──fork──▶ shim (host namespaces, root) ──clone3──▶ job init ──execve──▶ command
-//!   ▲  status pipe: Started / Ended   │ waits for the init, writes `started` and `exit`
-//!   └──────────────────────────────────┘ records, holds the output pipes until killed
+//!   ▲  status pipe: one byte per news   │ waits for the init, writes the `started` and
+//!   └───────────────────────────────────┘ `exit` records, holds the output pipes until killed
 //! ```
 //!
 //! The shim outlives a spawner restart: it keeps the pipes' read ends, its status pipe's read
 //! end and the init's pidfd at fixed fd numbers ([`ShimFds`]) so a new spawner takes copies
-//! with `pidfd_getfd`.
+//! with `pidfd_getfd`. The records on disk are the truth; the status pipe only says "look".
+//!
+//! The hardening layers of the init, in order: namespaces (with a user namespace when
+//! configured), the root filesystem ([`rootfs`]), the Landlock ruleset built in the new root
+//! ([`landlock`]), the identity drop, Landlock enforced, and the seccomp filter ([`seccomp`],
+//! compiled once by the spawner) installed as the very last step before `execve`.
 
 use std::ffi::CString;
 use std::fmt::Display;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 
-use joblet_ipc_proto::job::JobId;
-use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
 
-use crate::record::JobDir;
+use crate::record::{JobDir, bounded_message};
 use crate::sys;
 
 pub mod env;
 mod exec;
 mod identity;
 mod init;
+pub mod landlock;
 mod mounts;
 mod netns;
-pub mod probe;
-pub mod report;
 mod rootfs;
+pub mod seccomp;
 mod shim;
+mod upload;
 
 /// Fixed fd numbers in every shim.
 pub struct ShimFds;
@@ -50,19 +54,25 @@ pub const PIPE_SIZE: i32 = 1 << 20;
 /// Everything the shim and the job init need, decided and checked before the fork.
 #[derive(Debug, Clone)]
 pub struct LaunchPlan {
-    pub job: JobId,
     pub dir: JobDir,
     pub allowed_mounts: Vec<PathBuf>,
     /// Size of the writable space (/work, /tmp, /dev/shm together), MiB.
     pub disk_mb: u64,
+    /// The job's uid and gid: inside its user namespace when it has one, else host ids.
     pub uid: u32,
     pub gid: u32,
+    /// The job's user namespace: its first host id and how many ids it maps (from 0 inside).
+    pub userns: Option<(u32, u32)>,
+    pub landlock: bool,
+    pub seccomp: seccomp::JobFilter,
     pub hostname: String,
     pub work_dir: String,
     pub command: String,
     pub args: Vec<String>,
     /// `KEY=VALUE` strings, see [`env::build`].
     pub env: Vec<String>,
+    /// The start-up probe: every step of a launch, then `_exit(0)` instead of `execve`.
+    pub probe: bool,
 }
 
 /// How the job init gets into its cgroup before any job code runs.
@@ -75,173 +85,149 @@ pub enum Placement<'a> {
 
 /// A launch step that failed, with the exit code the job gets for it: 127 (command not
 /// found), 126 (not executable) or -1 (everything else).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
 pub struct StepError {
     pub exit_code: i32,
     pub message: String,
 }
 
 impl StepError {
-    pub fn new(step: impl Display, errno: Errno) -> StepError {
-        StepError {
-            exit_code: -1,
-            message: format!("{step}: {errno}"),
-        }
+    pub fn new(step: impl Display, error: impl Display) -> StepError {
+        StepError::msg(format!("{step}: {error}"))
+    }
+    /// A failure that names its step itself.
+    pub fn of(error: impl Display) -> StepError {
+        StepError::msg(error.to_string())
     }
     pub fn msg(message: impl Into<String>) -> StepError {
-        StepError {
-            exit_code: -1,
-            message: message.into(),
-        }
+        StepError::exit(-1, message.into())
+    }
+    pub fn exit(exit_code: i32, message: String) -> StepError {
+        StepError { exit_code, message }
+    }
+
+    /// What the init writes to its error pipe: the exit code, then the text (bounded).
+    fn encode(&self) -> Vec<u8> {
+        let mut out = self.exit_code.to_le_bytes().to_vec();
+        out.extend_from_slice(bounded_message(self.message.clone()).as_bytes());
+        out
+    }
+
+    /// Reads what the error pipe carried: `None` when it was empty (the command was exec'd).
+    fn decode(bytes: &[u8]) -> Option<StepError> {
+        let (code, text) = match bytes.split_first_chunk::<4>() {
+            _ if bytes.is_empty() => return None,
+            Some((code, text)) => (i32::from_le_bytes(*code), String::from_utf8_lossy(text)),
+            None => (-1, "the job init sent a truncated error".into()),
+        };
+        Some(StepError::exit(code, text.into_owned()))
     }
 }
 
+/// Largest error text from the job init.
+const MAX_INIT_ERROR: usize = crate::record::MAX_MESSAGE_LEN;
+
 pub type StepResult<T = ()> = Result<T, StepError>;
 
-/// Names the step of a failed syscall: `mount("/usr").at(|| "mount /usr read-only")`.
+/// Names the step of a failed call: `mount("/usr").at(|| "mount /usr read-only")`.
 pub trait At<T> {
     fn at<D: Display>(self, step: impl FnOnce() -> D) -> StepResult<T>;
 }
 
-impl<T> At<T> for nix::Result<T> {
+impl<T, E: Display> At<T> for Result<T, E> {
     fn at<D: Display>(self, step: impl FnOnce() -> D) -> StepResult<T> {
         self.map_err(|e| StepError::new(step(), e))
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum LaunchError {
-    #[error("create output pipes: {0}")]
-    Pipes(Errno),
-    #[error("create the shim's pipes: {0}")]
-    ShimPipes(Errno),
-    #[error("fork the shim: {0}")]
-    Fork(Errno),
-    #[error("open a pidfd for the shim: {0}")]
-    ShimPidfd(Errno),
-    #[error("read the shim's start time: {0}")]
-    ShimStart(std::io::Error),
-    #[error("release the shim: {0}")]
-    Release(Errno),
-    #[error("a command, argument or environment entry holds a NUL byte")]
-    Nul,
-}
-
-/// The read and write ends of a job's stdout and stderr pipes.
-pub struct OutputPipes {
-    pub stdout_r: OwnedFd,
-    pub stdout_w: OwnedFd,
-    pub stderr_r: OwnedFd,
-    pub stderr_w: OwnedFd,
-}
-
-impl OutputPipes {
-    pub fn new() -> Result<OutputPipes, LaunchError> {
-        let (stdout_r, stdout_w) =
-            nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(LaunchError::Pipes)?;
-        let (stderr_r, stderr_w) =
-            nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(LaunchError::Pipes)?;
-        for fd in [&stdout_w, &stderr_w] {
-            if let Err(e) = fcntl(fd, FcntlArg::F_SETPIPE_SZ(PIPE_SIZE)) {
-                tracing::warn!(error = %e, "cannot raise an output pipe to 1 MiB; keeping the default");
-            }
-        }
-        Ok(OutputPipes {
-            stdout_r,
-            stdout_w,
-            stderr_r,
-            stderr_w,
-        })
-    }
-}
-
 /// A forked shim, seen from the spawner.
-pub struct Shim {
+pub struct Forked {
     pub pid: i32,
     pub start_ticks: u64,
     pub pidfd: OwnedFd,
     /// Read end of the status pipe, non-blocking.
     pub status: OwnedFd,
-    go: Option<OwnedFd>,
+    /// The read ends of the job's stdout and stderr.
+    pub stdout: OwnedFd,
+    pub stderr: OwnedFd,
+    /// Write end of the release pipe, see [`release`].
+    pub go: OwnedFd,
 }
 
-impl Shim {
-    /// Lets the shim start the job. Until then it waits, so that its pid is on record before
-    /// anything runs; if the spawner dies first, the shim sees EOF and exits.
-    pub fn release(&mut self) -> Result<(), LaunchError> {
-        let go = self
-            .go
-            .take()
-            .ok_or(LaunchError::Release(Errno::EALREADY))?;
-        nix::unistd::write(&go, &[1]).map_err(LaunchError::Release)?;
-        Ok(())
-    }
+/// Lets the shim start the job. Until then it waits, so that its pid is on record before
+/// anything runs; if the spawner dies (or drops `go`) first, the shim sees EOF and exits.
+pub fn release(go: OwnedFd) -> StepResult {
+    nix::unistd::write(&go, &[1])
+        .map(drop)
+        .at(|| "release the shim")
 }
 
 /// The plan's strings as C strings, built before the fork.
 pub(crate) struct ExecArgs {
     pub argv: Vec<CString>,
     pub envp: Vec<CString>,
+    /// The PATH the command is looked up in.
+    pub path: String,
 }
 
 impl ExecArgs {
-    fn new(plan: &LaunchPlan) -> Result<ExecArgs, LaunchError> {
-        let c = |s: &str| CString::new(s).map_err(|_| LaunchError::Nul);
-        let mut argv = vec![c(&plan.command)?];
-        for a in &plan.args {
-            argv.push(c(a)?);
-        }
-        let envp = plan.env.iter().map(|e| c(e)).collect::<Result<_, _>>()?;
-        Ok(ExecArgs { argv, envp })
+    fn new(plan: &LaunchPlan) -> StepResult<ExecArgs> {
+        // Validation refuses NUL bytes in every one of these strings.
+        let c = |s: &String| CString::new(s.as_str()).map_err(|_| nix::Error::EINVAL);
+        let all = |v: Vec<_>| v.into_iter().map(c).collect::<Result<_, _>>();
+        let argv = all(std::iter::once(&plan.command).chain(&plan.args).collect());
+        let path = env::search_path(&plan.env).to_owned();
+        let nul = |e| StepError::new("a NUL byte", e);
+        Ok(ExecArgs {
+            argv: argv.map_err(&nul)?,
+            envp: all(plan.env.iter().collect()).map_err(&nul)?,
+            path,
+        })
     }
 }
 
-/// Forks the job's shim. The shim waits for [`Shim::release`]. The write ends of the output
-/// pipes are consumed: after this only the shim (and then the job) holds them, so the pipes
-/// reach end-of-file when the job is gone.
+/// Forks the job's shim, which waits for [`release`]. The write ends of the output pipes go
+/// only to the shim (and then the job), so the pipes reach end-of-file when the job is gone.
+/// `upload` is the staged upload directory.
 pub fn fork_shim(
     plan: &LaunchPlan,
-    pipes: OutputPipes,
     placement: Placement<'_>,
-) -> Result<(Shim, OwnedFd, OwnedFd), LaunchError> {
+    upload: Option<BorrowedFd<'_>>,
+) -> StepResult<Forked> {
     let exec = ExecArgs::new(plan)?;
-    let (status_r, status_w) =
-        nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(LaunchError::ShimPipes)?;
-    let (go_r, go_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(LaunchError::ShimPipes)?;
+    let pipe = || nix::unistd::pipe2(OFlag::O_CLOEXEC).at(|| "create a pipe");
+    let ((stdout_r, stdout_w), (stderr_r, stderr_w)) = (pipe()?, pipe()?);
+    let ((status_r, status_w), (go_r, go_w)) = (pipe()?, pipe()?);
+    for fd in [&stdout_w, &stderr_w] {
+        if let Err(e) = fcntl(fd, FcntlArg::F_SETPIPE_SZ(PIPE_SIZE)) {
+            tracing::warn!(error = %e, "cannot raise an output pipe to 1 MiB; keeping the default");
+        }
+    }
+    let fds = shim::Fds {
+        fixed: [&stdout_r, &stderr_r, &status_r].map(|f| f.as_raw_fd()),
+        working: [&go_r, &status_w, &stdout_w, &stderr_w].map(|f| f.as_raw_fd()),
+        optional: [
+            match &placement {
+                Placement::CloneInto(fd) => Some(fd.as_raw_fd()),
+                Placement::Attach(_) => None,
+            },
+            upload.map(|u| u.as_raw_fd()),
+        ],
+    };
     // SAFETY: the spawner is single-threaded (a poll loop, no runtime, no helper threads), so
     // the child may allocate and run ordinary code; it never returns from `shim::run`.
-    let pid = match unsafe { nix::unistd::fork() }.map_err(LaunchError::Fork)? {
-        nix::unistd::ForkResult::Child => shim::run(
-            plan,
-            &exec,
-            shim::Fds {
-                stdout_r: pipes.stdout_r.as_raw_fd(),
-                stderr_r: pipes.stderr_r.as_raw_fd(),
-                stdout_w: pipes.stdout_w.as_raw_fd(),
-                stderr_w: pipes.stderr_w.as_raw_fd(),
-                status_r: status_r.as_raw_fd(),
-                status_w: status_w.as_raw_fd(),
-                go_r: go_r.as_raw_fd(),
-            },
-            placement,
-        ),
+    let pid = match unsafe { nix::unistd::fork() }.at(|| "fork the shim")? {
+        nix::unistd::ForkResult::Child => shim::run(plan, &exec, fds, placement),
         nix::unistd::ForkResult::Parent { child } => child.as_raw(),
     };
+    drop((stdout_w, stderr_w, status_w, go_r));
     // The child cannot have been reaped (we are its parent and have not waited), so this pidfd
     // and start time name the shim itself.
-    drop((pipes.stdout_w, pipes.stderr_w, status_w, go_r));
     let named = sys::pidfd_open(pid)
-        .map_err(LaunchError::ShimPidfd)
-        .and_then(|fd| {
-            Ok((
-                fd,
-                sys::proc_start_ticks(pid).map_err(LaunchError::ShimStart)?,
-            ))
-        })
-        .and_then(|named| {
-            set_nonblocking(status_r.as_fd()).map_err(LaunchError::ShimPipes)?;
-            Ok(named)
-        });
+        .and_then(|fd| Ok((fd, sys::proc_start_ticks(pid)?)))
+        .and_then(|named| set_nonblocking(status_r.as_fd()).map(|()| named))
+        .at(|| "name the shim");
     let (pidfd, start_ticks) = match named {
         Ok(n) => n,
         Err(e) => {
@@ -251,21 +237,36 @@ pub fn fork_shim(
             return Err(e);
         }
     };
-    Ok((
-        Shim {
-            pid,
-            start_ticks,
-            pidfd,
-            status: status_r,
-            go: Some(go_w),
-        },
-        pipes.stdout_r,
-        pipes.stderr_r,
-    ))
+    Ok(Forked {
+        pid,
+        start_ticks,
+        pidfd,
+        status: status_r,
+        stdout: stdout_r,
+        stderr: stderr_r,
+        go: go_w,
+    })
 }
 
 pub fn set_nonblocking(fd: BorrowedFd<'_>) -> nix::Result<()> {
     let flags = OFlag::from_bits_truncate(fcntl(fd, FcntlArg::F_GETFL)?);
-    fcntl(fd, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
-    Ok(())
+    fcntl(fd, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK)).map(drop)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn init_errors_cross_the_pipe() {
+        assert_eq!(StepError::decode(&[]), None);
+        let e = StepError {
+            exit_code: 127,
+            message: "command not found: x".into(),
+        };
+        assert_eq!(StepError::decode(&e.encode()), Some(e));
+        assert_eq!(StepError::decode(&[1]).map(|e| e.exit_code), Some(-1));
+        let long = StepError::msg("é".repeat(5000));
+        assert!(long.encode().len() <= 4 + MAX_INIT_ERROR);
+    }
 }

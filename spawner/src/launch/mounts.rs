@@ -7,9 +7,7 @@ use std::ffi::{CStr, CString};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Component, Path};
 
-use nix::errno::Errno;
-use nix::fcntl::OFlag;
-use nix::sys::stat::Mode;
+use nix::{errno::Errno, fcntl::OFlag, sys::stat::Mode};
 
 use super::{At, StepError, StepResult};
 use crate::sys;
@@ -23,44 +21,56 @@ pub(super) fn cstr(s: &str) -> StepResult<CString> {
     CString::new(s).map_err(|_| StepError::msg(format!("{s:?} holds a NUL byte")))
 }
 
-fn open_path(dir: BorrowedFd<'_>, name: &CStr, directory: bool) -> nix::Result<OwnedFd> {
+/// An `O_PATH` handle on `name` in `dir`, never through a symlink.
+pub(super) fn open_path(dir: BorrowedFd<'_>, name: &CStr, directory: bool) -> nix::Result<OwnedFd> {
     let mut flags = OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-    if directory {
-        flags |= OFlag::O_DIRECTORY;
-    }
+    flags.set(OFlag::O_DIRECTORY, directory);
     nix::fcntl::openat(dir, name, flags, Mode::empty())
 }
 
-/// The components of a relative path inside the job root; refuses anything but plain names.
-fn names(rel: &Path) -> StepResult<Vec<CString>> {
-    rel.components()
-        .filter(|c| !matches!(c, Component::RootDir))
-        .map(|c| match c {
-            Component::Normal(n) => cstr(&n.to_string_lossy()),
-            _ => Err(StepError::msg(format!(
-                "{} is not a plain path",
-                rel.display()
-            ))),
-        })
-        .collect()
-}
-
-/// Opens (creating as needed, mode 0755) the directory `rel` under `root`, refusing symlinks.
-pub(super) fn ensure_dir(root: BorrowedFd<'_>, rel: &Path) -> StepResult<OwnedFd> {
+/// Opens (creating as needed: directories 0755, a final file empty 0644) `rel` under `root`,
+/// refusing symlinks and anything but plain names.
+pub(super) fn ensure(root: BorrowedFd<'_>, rel: &Path, directory: bool) -> StepResult<OwnedFd> {
     let step = || format!("create the mount point /{}", rel.display());
+    let mut names = Vec::new();
+    for c in rel.components() {
+        match c {
+            Component::RootDir => {}
+            Component::Normal(n) => names.push(cstr(&n.to_string_lossy())?),
+            _ => {
+                return Err(StepError::msg(format!(
+                    "{} is not a plain path",
+                    rel.display()
+                )));
+            }
+        }
+    }
+    let last = names.len();
     let mut cur = open_path(root, c".", true).at(step)?;
-    for name in names(rel)? {
-        let next = match open_path(cur.as_fd(), &name, true) {
+    for (i, name) in names.iter().enumerate() {
+        let dir = directory || i + 1 < last;
+        let next = match open_path(cur.as_fd(), name, dir) {
             Err(Errno::ENOENT) => {
-                match nix::sys::stat::mkdirat(
-                    cur.as_fd(),
-                    name.as_c_str(),
-                    Mode::from_bits_truncate(0o755),
-                ) {
-                    Ok(()) | Err(Errno::EEXIST) => {}
-                    Err(e) => return Err(StepError::new(step(), e)),
-                }
-                open_path(cur.as_fd(), &name, true)
+                let made = match dir {
+                    true => nix::sys::stat::mkdirat(
+                        &cur,
+                        name.as_c_str(),
+                        Mode::from_bits_truncate(0o755),
+                    ),
+                    false => {
+                        let flags =
+                            OFlag::O_CREAT | OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+                        nix::fcntl::openat(
+                            &cur,
+                            name.as_c_str(),
+                            flags,
+                            Mode::from_bits_truncate(0o644),
+                        )
+                        .map(drop)
+                    }
+                };
+                made.or_else(|e| if e == Errno::EEXIST { Ok(()) } else { Err(e) })
+                    .and_then(|()| open_path(cur.as_fd(), name, dir))
             }
             other => other,
         };
@@ -69,67 +79,38 @@ pub(super) fn ensure_dir(root: BorrowedFd<'_>, rel: &Path) -> StepResult<OwnedFd
     Ok(cur)
 }
 
-/// Opens (creating an empty file as needed) the file `rel` under `root`, as a mount point.
-pub(super) fn ensure_file(root: BorrowedFd<'_>, rel: &Path) -> StepResult<OwnedFd> {
-    let step = || format!("create the mount point /{}", rel.display());
-    let parent = ensure_dir(root, rel.parent().unwrap_or(Path::new("")))?;
-    let name = names(rel)?.pop().ok_or_else(|| StepError::msg(step()))?;
-    match open_path(parent.as_fd(), &name, false) {
-        Err(Errno::ENOENT) => {
-            let flags = OFlag::O_CREAT
-                | OFlag::O_EXCL
-                | OFlag::O_WRONLY
-                | OFlag::O_NOFOLLOW
-                | OFlag::O_CLOEXEC;
-            drop(
-                nix::fcntl::openat(
-                    parent.as_fd(),
-                    name.as_c_str(),
-                    flags,
-                    Mode::from_bits_truncate(0o644),
-                )
-                .at(step)?,
-            );
-            open_path(parent.as_fd(), &name, false).at(step)
-        }
-        other => other.at(step),
-    }
-}
-
 /// Attaches the detached mount `mnt` onto `target`.
 pub(super) fn attach(mnt: &OwnedFd, target: &OwnedFd, what: &str) -> StepResult {
     sys::move_mount_onto(mnt.as_fd(), target.as_fd()).at(|| format!("mount {what}"))
 }
 
+/// A bind of `path` (relative to `dir`, or absolute), restricted with `attrs` while detached,
+/// attached onto `target`.
+pub(super) fn bind(
+    dir: Option<BorrowedFd<'_>>,
+    path: &CStr,
+    recursive: bool,
+    attrs: u64,
+    target: &OwnedFd,
+    what: &str,
+) -> StepResult {
+    let tree = sys::open_tree_clone(dir, path, recursive).at(|| format!("clone {what}"))?;
+    sys::mount_setattr(Some(tree.as_fd()), c"", attrs, recursive)
+        .at(|| format!("restrict {what}"))?;
+    attach(&tree, target, what)
+}
+
 /// Binds the host path `host` read-only, nosuid, nodev at the same place under `root`. A
 /// symlink (Debian's `/bin` → `usr/bin`) shows its target's content; a missing path is skipped.
 pub(super) fn bind_host_readonly(root: BorrowedFd<'_>, host: &Path) -> StepResult {
-    let what = host.display();
+    let what = format!("{} read-only", host.display());
     let meta = match std::fs::metadata(host) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(StepError::msg(format!("inspect {what}: {e}"))),
+        Err(e) => return Err(StepError::new(format!("inspect {}", host.display()), e)),
     };
-    let src = cstr(&host.to_string_lossy())?;
-    let tree =
-        sys::open_tree_clone(None, &src, true).at(|| format!("clone the mount of {what}"))?;
-    sys::mount_setattr(tree.as_fd(), RDONLY | NOSUID | NODEV, true)
-        .at(|| format!("make {what} read-only"))?;
     let rel = host.strip_prefix("/").unwrap_or(host);
-    let target = if meta.is_dir() {
-        ensure_dir(root, rel)?
-    } else {
-        ensure_file(root, rel)?
-    };
-    attach(&tree, &target, &format!("{what} read-only"))
-}
-
-/// Binds one host device node (e.g. `null`) into the job's `/dev`.
-pub(super) fn bind_device(dev: BorrowedFd<'_>, name: &str) -> StepResult {
-    let src = cstr(&format!("/dev/{name}"))?;
-    let node = sys::open_tree_clone(None, &src, false).at(|| format!("clone /dev/{name}"))?;
-    sys::mount_setattr(node.as_fd(), NOSUID | NOEXEC, false)
-        .at(|| format!("restrict /dev/{name}"))?;
-    let target = ensure_file(dev, Path::new(name))?;
-    attach(&node, &target, &format!("/dev/{name}"))
+    let target = ensure(root, rel, meta.is_dir())?;
+    let src = cstr(&host.to_string_lossy())?;
+    bind(None, &src, true, RDONLY | NOSUID | NODEV, &target, &what)
 }

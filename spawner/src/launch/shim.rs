@@ -1,7 +1,7 @@
 //! The shim: one small root process per job, forked from the spawner, that survives spawner
-//! restarts. It starts the job init in new namespaces, tells the spawner how the launch went,
-//! waits for the job, records its exit status, then holds the output pipes until the spawner
-//! (after the exit was acknowledged and the output drained) kills it.
+//! restarts. It starts the job init in new namespaces, records how the launch went, waits for
+//! the job, records its exit status, then holds the output pipes until the spawner (after the
+//! exit was acknowledged and the output drained) kills it.
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
@@ -9,21 +9,20 @@ use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
 use nix::sched::CloneFlags;
 
-use super::report::{self, ShimReport};
-use super::{ExecArgs, LaunchPlan, Placement, ShimFds, init};
+use super::{At, ExecArgs, LaunchPlan, Placement, ShimFds, StepError, StepResult, init, upload};
 use crate::clock;
-use crate::record::{ExitFile, StartedFile, bounded_message};
+use crate::record::{EXIT, ExitFile, STARTED, StartedFile, bounded_message};
 use crate::sys::{self, Cloned};
 
 /// Raw fds the shim receives from the spawner (numbers valid in the forked child).
 pub(super) struct Fds {
-    pub stdout_r: RawFd,
-    pub stderr_r: RawFd,
-    pub stdout_w: RawFd,
-    pub stderr_w: RawFd,
-    pub status_r: RawFd,
-    pub status_w: RawFd,
-    pub go_r: RawFd,
+    /// stdout and stderr read ends and the status read end, kept at [`ShimFds`] numbers.
+    pub fixed: [RawFd; 3],
+    /// The release pipe's read end, the status pipe's write end, stdout's and stderr's write
+    /// ends.
+    pub working: [RawFd; 4],
+    /// The cgroup directory (v2) and the staged uploads, when there are.
+    pub optional: [Option<RawFd>; 2],
 }
 
 /// Namespaces of the job init. The cgroup namespace is unshared by the init itself once it is
@@ -38,217 +37,197 @@ const NAMESPACES: CloneFlags = CloneFlags::CLONE_NEWPID
 /// Lowest number for the shim's working fds, above the fixed ones.
 const WORK_FD_BASE: RawFd = 10;
 
+fn exit(code: i32) -> ! {
+    // SAFETY: _exit ends this forked process at once without running the spawner's
+    // destructors or atexit handlers, which belong to the parent.
+    unsafe { libc::_exit(code) }
+}
+
 /// The shim's body. Never returns: it ends in `_exit` or waiting to be killed.
 pub(super) fn run(plan: &LaunchPlan, exec: &ExecArgs, fds: Fds, placement: Placement<'_>) -> ! {
     // A new session: no terminal signals from the spawner's session, and a spawner killed with
     // its process group does not take the shim along.
     let _ = nix::unistd::setsid();
     let _ = nix::sys::prctl::set_name(c"joblet-shim");
-    let cgroup_fd = match &placement {
-        Placement::CloneInto(fd) => Some(fd.as_raw_fd()),
-        Placement::Attach(_) => None,
+    let Some(([go, status, stdout, stderr], [cgroup, upload])) = arrange_fds(&fds) else {
+        exit(1)
     };
-    let Some(mine) = arrange_fds(&fds, cgroup_fd) else {
-        // SAFETY: _exit ends this forked process at once without running the spawner's
-        // destructors or atexit handlers, which belong to the parent.
-        unsafe { libc::_exit(1) }
-    };
-    let mut buf = [0u8; 1];
-    if !matches!(nix::unistd::read(&mine.go, &mut buf), Ok(1)) {
+    if !matches!(nix::unistd::read(&go, &mut [0u8]), Ok(1)) {
         // The spawner died before recording us: nothing was started, leave quietly.
-        // SAFETY: as above.
-        unsafe { libc::_exit(0) }
+        exit(0)
     }
-    drop(mine.go);
-    let status = mine.status_w;
-    let cgroup = mine.cgroup.as_ref().map(|f| f.as_fd());
-    let outcome = launch(
-        plan,
-        exec,
-        (mine.stdout_w, mine.stderr_w),
-        cgroup,
-        &placement,
-        status.as_fd(),
-    );
-    match outcome {
-        Ok(init_pidfd) => {
+    drop(go);
+    let cgroup = cgroup.as_ref().map(|f| f.as_fd());
+    let ended = match launch(plan, exec, (stdout, stderr), cgroup, upload, &placement) {
+        Ok(init) => {
+            let started = StartedFile {
+                job_pid: init.0,
+                started_ns: clock::realtime_ns(),
+            };
+            // Without the record nobody would learn that the job runs: it must not run unseen.
+            if plan.dir.write(STARTED, &started).is_err() {
+                sys::kill_and_reap(init.1.as_fd());
+                exit(1)
+            }
+            poke(status.as_fd());
             let wait_status = loop {
-                match sys::reap_pidfd(init_pidfd.as_fd(), true) {
+                match sys::reap_pidfd(init.1.as_fd(), true) {
                     Ok(Some(s)) => break s,
                     Err(Errno::EINTR) => continue,
                     // Cannot happen for our own child; record it as a kill rather than hang.
                     Ok(None) | Err(_) => break libc::SIGKILL,
                 }
             };
-            finish(
-                plan,
-                status.as_fd(),
-                ExitFile::Exited {
-                    wait_status,
-                    ended_ns: clock::realtime_ns(),
-                },
-            );
-        }
-        Err(e) => finish(
-            plan,
-            status.as_fd(),
-            ExitFile::LaunchFailed {
-                exit_code: e.exit_code,
-                message: bounded_message(e.message),
+            ExitFile::Exited {
+                wait_status,
                 ended_ns: clock::realtime_ns(),
-            },
-        ),
+            }
+        }
+        Err(e) => ExitFile::LaunchFailed {
+            exit_code: e.exit_code,
+            message: bounded_message(e.message),
+            ended_ns: clock::realtime_ns(),
+        },
+    };
+    // The probe's shim has no pipes to keep for anyone: it must not outlive a spawner that
+    // died during the probe.
+    if plan.dir.write(EXIT, &ended).is_err() || plan.probe {
+        exit(1)
     }
-}
-
-/// Records the end, reports it, then waits to be killed while holding the pipes.
-fn finish(plan: &LaunchPlan, status: BorrowedFd<'_>, exit: ExitFile) -> ! {
-    let _ = plan.dir.write_exit(&exit);
-    send(status, &ShimReport::Ended(exit));
+    poke(status.as_fd());
     loop {
         nix::unistd::pause();
     }
 }
 
-fn send(status: BorrowedFd<'_>, r: &ShimReport) {
-    let _ = nix::unistd::write(status, &report::encode(r));
+/// Tells the spawner to look at the records again.
+fn poke(status: BorrowedFd<'_>) {
+    let _ = nix::unistd::write(status, &[1]);
 }
 
-/// The shim's own fds after [`arrange_fds`]; the fixed-number ones are not owned here.
-struct Mine {
-    go: OwnedFd,
-    status_w: OwnedFd,
-    stdout_w: OwnedFd,
-    stderr_w: OwnedFd,
-    cgroup: Option<OwnedFd>,
-}
-
-/// Puts the pipes' read ends and the status read end at their fixed numbers, keeps the working
-/// fds above [`WORK_FD_BASE`], and closes everything else the spawner had open.
-fn arrange_fds(fds: &Fds, cgroup: Option<RawFd>) -> Option<Mine> {
-    let dup_high = |fd: RawFd| -> Option<OwnedFd> {
+/// Moves the fds the shim works with above [`WORK_FD_BASE`], closes everything else the
+/// spawner had open (other jobs' pipes, client sockets, the listener), points stdin and stdout
+/// at /dev/null (stderr stays the spawner's, for the rare diagnostic), and puts the fixed ones
+/// at the [`ShimFds`] numbers.
+fn arrange_fds(fds: &Fds) -> Option<([OwnedFd; 4], [Option<OwnedFd>; 2])> {
+    let dup_high = |fd: RawFd| {
         // SAFETY: `fd` is open in this process (inherited across fork); F_DUPFD_CLOEXEC
         // returns a new fd that only we own.
-        let b = unsafe { BorrowedFd::borrow_raw(fd) };
-        fcntl(b, FcntlArg::F_DUPFD_CLOEXEC(WORK_FD_BASE))
-            .ok()
-            .map(|n| {
-                // SAFETY: the kernel just created `n` for us.
-                unsafe { OwnedFd::from_raw_fd(n) }
-            })
+        let new = fcntl(
+            unsafe { BorrowedFd::borrow_raw(fd) },
+            FcntlArg::F_DUPFD_CLOEXEC(WORK_FD_BASE),
+        );
+        // SAFETY: the kernel just created `n` for us.
+        new.ok().map(|n| unsafe { OwnedFd::from_raw_fd(n) })
     };
-    let fixed = [
-        (dup_high(fds.stdout_r)?, ShimFds::STDOUT),
-        (dup_high(fds.stderr_r)?, ShimFds::STDERR),
-        (dup_high(fds.status_r)?, ShimFds::STATUS),
-    ];
-    let mine = Mine {
-        go: dup_high(fds.go_r)?,
-        status_w: dup_high(fds.status_w)?,
-        stdout_w: dup_high(fds.stdout_w)?,
-        stderr_w: dup_high(fds.stderr_w)?,
-        cgroup: match cgroup {
-            Some(fd) => Some(dup_high(fd)?),
-            None => None,
-        },
-    };
-    let mut keep = vec![0, 1, 2];
-    keep.extend(fixed.iter().map(|(f, _)| f.as_raw_fd()));
-    keep.extend([&mine.go, &mine.status_w, &mine.stdout_w, &mine.stderr_w].map(|f| f.as_raw_fd()));
-    keep.extend(mine.cgroup.as_ref().map(|f| f.as_raw_fd()));
-    // Everything the spawner owned (other jobs' pipes, client sockets, the listener) goes.
-    sys::close_all_except(&keep).ok()?;
-    // stdin and stdout to /dev/null; stderr stays the spawner's, for the rare diagnostic.
-    let null = nix::fcntl::open(
-        c"/dev/null",
-        OFlag::O_RDWR | OFlag::O_CLOEXEC,
-        nix::sys::stat::Mode::empty(),
-    )
-    .ok()?;
+    let [a, b, c] = fds.fixed.map(dup_high);
+    let fixed = [a?, b?, c?];
+    let [a, b, c, d] = fds.working.map(dup_high);
+    let working = [a?, b?, c?, d?];
+    // Given but not duplicated is a failure (`None`); not given is `Some(None)`.
+    let optional = |fd: Option<RawFd>| fd.map_or(Some(None), |fd| dup_high(fd).map(Some));
+    let optional = [optional(fds.optional[0])?, optional(fds.optional[1])?];
+    let kept = fixed
+        .iter()
+        .chain(&working)
+        .chain(optional.iter().flatten());
+    let mut all = vec![0, 1, 2];
+    all.extend(kept.map(|f| f.as_raw_fd()));
+    sys::close_all_except(&all).ok()?;
+    let null = OFlag::O_RDWR | OFlag::O_CLOEXEC;
+    let null = nix::fcntl::open(c"/dev/null", null, nix::sys::stat::Mode::empty()).ok()?;
     for target in [0, 1] {
         // SAFETY: `null` is open; dup2 atomically replaces stdio, which nothing here owns.
         if unsafe { libc::dup2(null.as_raw_fd(), target) } < 0 {
             return None;
         }
     }
+    // Closed before the fixed slots are filled: it took the lowest free number, one of them.
     drop(null);
-    for (src, target) in &fixed {
+    let targets = [ShimFds::STDOUT, ShimFds::STDERR, ShimFds::STATUS];
+    for (src, target) in fixed.iter().zip(targets) {
         // SAFETY: `src` is open; the fixed slots were closed above and are owned by no one, so
         // dup2 gives the only copy at the well-known number.
-        if unsafe { libc::dup2(src.as_raw_fd(), *target) } < 0 {
+        if unsafe { libc::dup2(src.as_raw_fd(), target) } < 0 {
             return None;
         }
     }
-    Some(mine)
+    Some((working, optional))
 }
 
-/// Starts the job init and waits until it exec'd or failed. Returns the init's pidfd.
+/// Starts the job init and waits until it exec'd or failed. Returns the init's pid and pidfd.
 fn launch(
     plan: &LaunchPlan,
     exec: &ExecArgs,
-    (stdout_w, stderr_w): (OwnedFd, OwnedFd),
+    (stdout, stderr): (OwnedFd, OwnedFd),
     cgroup: Option<BorrowedFd<'_>>,
+    upload: Option<OwnedFd>,
     placement: &Placement<'_>,
-    status: BorrowedFd<'_>,
-) -> Result<OwnedFd, super::StepError> {
-    use super::At;
+) -> StepResult<(i32, OwnedFd)> {
+    // Read here, as host root, and handed to the init in its copy of our memory: the init may
+    // run in a user namespace where the frontend's files are not readable.
+    let uploads = upload.map(|u| upload::read(u, plan.disk_mb)).transpose()?;
     let (sync_r, sync_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).at(|| "create the sync pipe")?;
+    // The init's cwd: it finds its mount point there, in its own mount namespace.
+    nix::unistd::chdir(&plan.dir.root_mountpoint()).at(|| "enter the job's root mount point")?;
     let (err_r, err_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).at(|| "create the error pipe")?;
+    let mut flags = NAMESPACES;
+    flags.set(CloneFlags::CLONE_NEWUSER, plan.userns.is_some());
     // SAFETY: the shim is single-threaded (a fork of the single-threaded spawner), so the
     // child may run ordinary code; `init::run` never returns.
     let cloned =
-        unsafe { sys::clone3(NAMESPACES.bits() as u64, cgroup) }.at(|| "clone3 the job init")?;
+        unsafe { sys::clone3(flags.bits() as u64, cgroup) }.at(|| "clone3 the job init")?;
     let (pid, pidfd) = match cloned {
         Cloned::Child => {
             drop((sync_w, err_r));
-            init::run(
-                plan,
-                exec,
-                init::Fds {
-                    sync: sync_r,
-                    error: err_w,
-                    stdout: stdout_w,
-                    stderr: stderr_w,
-                },
-            )
+            let fds = init::Fds {
+                sync: sync_r,
+                error: err_w,
+                stdout,
+                stderr,
+            };
+            init::run(plan, exec, fds, uploads.as_deref().unwrap_or_default())
         }
         Cloned::Parent { pid, pidfd } => (pid, pidfd),
     };
-    drop((sync_r, err_w, stdout_w, stderr_w));
-    let kill_and_reap = |e: super::StepError| {
-        let _ = sys::pidfd_send_signal(pidfd.as_fd(), nix::sys::signal::Signal::SIGKILL);
+    drop((sync_r, err_w, stdout, stderr, uploads));
+    let prepared = prepare_init(plan, pid, &pidfd, placement)
+        .and_then(|()| nix::unistd::write(&sync_w, &[1]).at(|| "release the job init"));
+    if let Err(e) = prepared {
+        sys::kill_and_reap(pidfd.as_fd());
+        return Err(e);
+    }
+    drop(sync_w);
+    if let Some(e) = StepError::decode(&read_to_end(err_r.as_fd(), super::MAX_INIT_ERROR + 4)) {
         let _ = sys::reap_pidfd(pidfd.as_fd(), true);
-        e
-    };
+        return Err(e);
+    }
+    Ok((pid, pidfd))
+}
+
+/// What the shim does for the init while it waits to be released: its user namespace's id
+/// maps, its cgroup on v1, and the copy of its pidfd a restarted spawner takes.
+fn prepare_init(
+    plan: &LaunchPlan,
+    pid: i32,
+    pidfd: &OwnedFd,
+    placement: &Placement<'_>,
+) -> StepResult {
+    if let Some((base, range)) = plan.userns {
+        for map in ["uid_map", "gid_map"] {
+            std::fs::write(format!("/proc/{pid}/{map}"), format!("0 {base} {range}\n"))
+                .at(|| format!("write the job's {map} (0 {base} {range})"))?;
+        }
+    }
     if let Placement::Attach(attach) = placement {
-        attach(pid)
-            .map_err(|e| super::StepError::msg(format!("attach the job to its cgroup: {e}")))
-            .map_err(kill_and_reap)?;
+        attach(pid).at(|| "attach the job to its cgroup")?;
     }
     // SAFETY: dup2 onto the fixed pidfd slot, which is unused in the shim (closed by
     // arrange_fds); a restarted spawner finds the init's pidfd there.
     if unsafe { libc::dup2(pidfd.as_raw_fd(), ShimFds::JOB_PIDFD) } < 0 {
-        return Err(kill_and_reap(super::StepError::new(
-            "keep the job's pidfd",
-            Errno::last(),
-        )));
+        return Err(StepError::new("keep the job's pidfd", Errno::last()));
     }
-    nix::unistd::write(&sync_w, &[1])
-        .at(|| "release the job init")
-        .map_err(kill_and_reap)?;
-    drop(sync_w);
-    let failure = read_to_end(err_r.as_fd(), report::MAX_INIT_ERROR + 4);
-    if let Some((exit_code, message)) = report::decode_init_error(&failure) {
-        let _ = sys::reap_pidfd(pidfd.as_fd(), true);
-        return Err(super::StepError { exit_code, message });
-    }
-    let started = StartedFile {
-        job_pid: pid,
-        started_ns: clock::realtime_ns(),
-    };
-    let _ = plan.dir.write_started(&started);
-    send(status, &ShimReport::Started(started));
-    Ok(pidfd)
+    Ok(())
 }
 
 fn read_to_end(fd: BorrowedFd<'_>, max: usize) -> Vec<u8> {

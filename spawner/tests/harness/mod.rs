@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use joblet_ipc_proto::Channel;
 use joblet_ipc_proto::blocking::{SeqListener, SeqSocket};
-use joblet_ipc_proto::channel::output::{FromPersistOutput, ToPersistOutput};
+use joblet_ipc_proto::channel::output::{CgroupDir, FromPersistOutput, ToPersistOutput};
 use joblet_ipc_proto::channel::spawner::{
     FromSpawner, SpawnedJob, SpawnerEvent, SpawnerReply, SpawnerRequest, ToSpawner,
 };
@@ -95,9 +95,13 @@ pub struct Captured {
     pub attaches: u32,
 }
 
+/// The cgroup directory fds of each job, as Watch delivered them (the latest per job).
+pub type Watches = Arc<Mutex<HashMap<JobId, Vec<(CgroupDir, OwnedFd)>>>>;
+
 /// A persistd stand-in on a real `Channel::Output` socket.
 pub struct Persistd {
     pub outputs: Arc<Mutex<HashMap<JobId, Captured>>>,
+    pub watches: Watches,
     pub path: PathBuf,
 }
 
@@ -105,8 +109,9 @@ impl Persistd {
     pub fn start(path: PathBuf) -> Persistd {
         let listener = SeqListener::bind(&path).unwrap();
         let outputs: Arc<Mutex<HashMap<JobId, Captured>>> = Default::default();
+        let watches: Watches = Default::default();
         let current: Arc<Mutex<Option<Arc<SeqSocket>>>> = Default::default();
-        let (o, c) = (outputs.clone(), current.clone());
+        let (o, c, w) = (outputs.clone(), current.clone(), watches.clone());
         std::thread::spawn(move || {
             loop {
                 let sock = match listener.accept() {
@@ -116,11 +121,15 @@ impl Persistd {
                 };
                 sock.set_nonblocking(false).unwrap();
                 let sock = Arc::new(sock);
-                let (o, c) = (o.clone(), c.clone());
-                std::thread::spawn(move || serve(sock, o, c));
+                let (o, c, w) = (o.clone(), c.clone(), w.clone());
+                std::thread::spawn(move || serve(sock, o, c, w));
             }
         });
-        Persistd { outputs, path }
+        Persistd {
+            outputs,
+            watches,
+            path,
+        }
     }
 
     pub fn output(&self, job: &JobId) -> Captured {
@@ -149,6 +158,7 @@ fn serve(
     sock: Arc<SeqSocket>,
     outputs: Arc<Mutex<HashMap<JobId, Captured>>>,
     current: Arc<Mutex<Option<Arc<SeqSocket>>>>,
+    watches: Watches,
 ) {
     let mut buf = Vec::new();
     let Ok((hello, _)) = sock.recv::<Hello>(&mut buf) else {
@@ -158,9 +168,15 @@ fn serve(
         return;
     }
     *current.lock().unwrap() = Some(sock.clone());
-    while let Ok((ToPersistOutput::Attach { job, .. }, mut fds)) =
-        sock.recv::<ToPersistOutput>(&mut buf)
-    {
+    while let Ok((msg, mut fds)) = sock.recv::<ToPersistOutput>(&mut buf) {
+        let job = match msg {
+            ToPersistOutput::Watch { job, dirs } => {
+                let dirs = dirs.into_iter().zip(fds).collect();
+                watches.lock().unwrap().insert(job, dirs);
+                continue;
+            }
+            ToPersistOutput::Attach { job, .. } => job,
+        };
         let _ = sock.send(&FromPersistOutput::Attached { job: job.clone() }, &[]);
         let known = {
             let mut map = outputs.lock().unwrap();
@@ -215,8 +231,14 @@ pub struct Harness {
     pub host_secret_dir: PathBuf,
 }
 
+/// V2 when `/sys/fs/cgroup` is itself a cgroup2 mount (the guest), V1 otherwise (this host).
 pub fn cgroup_mode() -> joblet_ipc_proto::settings::CgroupMode {
-    joblet_spawner::cgroup::detect_mode(Path::new("/sys/fs/cgroup")).expect("cgroup mode")
+    use joblet_ipc_proto::settings::CgroupMode;
+    let fs = nix::sys::statfs::statfs("/sys/fs/cgroup").expect("statfs /sys/fs/cgroup");
+    match fs.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC {
+        true => CgroupMode::V2,
+        false => CgroupMode::V1,
+    }
 }
 
 impl Harness {
@@ -262,13 +284,14 @@ impl Harness {
             default_pids_max: 256,
             default_disk_mb: 16,
             stop_grace_ms: 500,
+            // As the supervisor configures them by default: every boundary on.
             userns: UserNamespaces {
-                enabled: false,
-                host_base: 0,
-                range: 0,
-                slots: 0,
+                enabled: true,
+                host_base: 2_000_000 + (std::process::id() % 1000) * 16 * 65536,
+                range: 65536,
+                slots: 16,
             },
-            landlock: Enforcement::Off,
+            landlock: Enforcement::BestEffort,
         };
         tweak(&mut settings);
         let mut h = Harness {
@@ -339,14 +362,27 @@ impl Harness {
         c.wait().unwrap();
     }
 
+    /// Connects on `Channel::Spawner`. The listener is ours, so a connection is accepted by
+    /// the kernel even when the spawner died: the hello reply is awaited with a timeout.
     pub fn client(&self) -> Client {
-        let end = Instant::now() + Duration::from_secs(10);
-        loop {
-            match SeqSocket::connect(&self.socket_path(), Channel::Spawner) {
-                Ok(s) => return Client::new(s),
-                Err(e) if Instant::now() > end => panic!("cannot connect: {e}\n{}", self.log()),
-                Err(_) => std::thread::sleep(Duration::from_millis(20)),
-            }
+        use nix::sys::socket::{
+            AddressFamily, SockFlag, SockType, UnixAddr, connect, setsockopt, socket, sockopt,
+        };
+        let fd = socket(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            SockFlag::SOCK_CLOEXEC,
+            None,
+        );
+        let fd = fd.unwrap();
+        let tv = nix::sys::time::TimeVal::new(30, 0);
+        setsockopt(&fd, sockopt::ReceiveTimeout, &tv).unwrap();
+        connect(fd.as_raw_fd(), &UnixAddr::new(&self.socket_path()).unwrap()).unwrap();
+        let sock = SeqSocket::from_fd(fd);
+        sock.send(&Hello::new(Channel::Spawner), &[]).unwrap();
+        match sock.recv::<joblet_ipc_proto::handshake::HelloReply>(&mut Vec::new()) {
+            Ok((joblet_ipc_proto::handshake::HelloReply::Accepted, _)) => Client::new(sock),
+            other => panic!("no hello from the spawner: {other:?}\n{}", self.log()),
         }
     }
 
@@ -510,9 +546,18 @@ impl Client {
     }
 
     pub fn call(&mut self, request: SpawnerRequest, timeout: Duration) -> SpawnerReply {
+        self.call_with_fds(request, &[], timeout)
+    }
+
+    pub fn call_with_fds(
+        &mut self,
+        request: SpawnerRequest,
+        fds: &[std::os::fd::BorrowedFd<'_>],
+        timeout: Duration,
+    ) -> SpawnerReply {
         let id = self.next_id;
         self.next_id += 1;
-        self.sock.send(&ToSpawner { id, request }, &[]).unwrap();
+        self.sock.send(&ToSpawner { id, request }, fds).unwrap();
         let end = Instant::now() + timeout;
         while Instant::now() < end {
             match self.recv_one() {
@@ -533,6 +578,20 @@ impl Client {
             },
             Duration::from_secs(30),
         )
+    }
+
+    /// StartJob with a staged upload directory.
+    pub fn start_upload(
+        &mut self,
+        job: &JobId,
+        spec: JobSpec,
+        dir: std::os::fd::BorrowedFd<'_>,
+    ) -> SpawnerReply {
+        let mut launch = launch(spec);
+        launch.has_upload_dir = true;
+        let job = job.clone();
+        let request = SpawnerRequest::StartJob { job, launch };
+        self.call_with_fds(request, &[dir], Duration::from_secs(30))
     }
 
     pub fn start_ok(&mut self, job: &JobId, spec: JobSpec) -> (u32, u64) {

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use joblet_ipc_proto::job::JobId;
 use joblet_ipc_proto::settings::CgroupMode;
-use joblet_spawner::cgroup::{CgroupConfig, Cgroups, detect_mode};
+use joblet_spawner::cgroup::{CgroupConfig, Cgroups};
 
 pub const ROOT: &str = "/sys/fs/cgroup";
 /// The env var that turns the test binary into a worker process (see `worker_process`).
@@ -44,8 +44,21 @@ pub fn new_job_id() -> JobId {
     JobId::parse(&s).expect("generated job id")
 }
 
+/// V2 when `/sys/fs/cgroup` is itself a cgroup2 mount (the guest), V1 otherwise (this host).
 pub fn host_mode() -> CgroupMode {
-    detect_mode(Path::new(ROOT)).expect("a cgroup filesystem at /sys/fs/cgroup")
+    let fs = nix::sys::statfs::statfs(ROOT).expect("statfs /sys/fs/cgroup");
+    match fs.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC {
+        true => CgroupMode::V2,
+        false => CgroupMode::V1,
+    }
+}
+
+/// A value of a flat keyed cgroup file (`cpu.stat`, `memory.events`).
+pub fn keyed(path: &Path, key: &str) -> u64 {
+    let text = std::fs::read_to_string(path).expect("read cgroup file");
+    text.lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {key} in {}", path.display()))
 }
 
 /// Our own cgroups, with a unique base, removed with every job in it on drop.

@@ -8,15 +8,21 @@ VMKIT_DIR=${VMKIT_DIR:-/var/cache/joblet-vmkit}
 [ -f "$VMKIT_DIR/KVER" ] || scripts/vmkit/setup.sh
 
 # package:test-target pairs run in the guest.
-SUITES=${V2_SUITES:-"joblet-spawner:cgroup joblet-spawner:spawner joblet-tests:isolation joblet-tests:daemons"}
+SUITES=${V2_SUITES:-"joblet-spawner:cgroup joblet-spawner:spawner joblet-spawner:hardening joblet-spawner:device_bpf joblet-spawner:landlock joblet-spawner:seccomp joblet-persistd:metrics joblet-persistd:process joblet-persistd:hostile joblet-tests:isolation joblet-tests:daemons joblet-tests:security joblet-tests:limits"}
 
 cargo build --workspace --bins
 list=$(mktemp -p "$PWD" .v2-suites.XXXXXX)
 trap 'rm -f "$list"' EXIT
 for suite in $SUITES; do
   pkg=${suite%%:*}; test=${suite#*:}
+  # The test target's executable (not the package's binaries, which cargo also lists).
   exe=$(cargo test -p "$pkg" --test "$test" --no-run --message-format=json \
-        | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -1) || true
+        | python3 -c 'import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    t = m.get("target") or {}
+    if m.get("executable") and "test" in t.get("kind", []) and t.get("name") == sys.argv[1]:
+        print(m["executable"])' "$test" | tail -1) || true
   [ -n "$exe" ] || { echo "test-v2: no test binary for $suite" >&2; exit 1; }
   echo "$suite $exe" >> "$list"
 done

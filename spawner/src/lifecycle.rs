@@ -43,14 +43,6 @@ fn cgroup_error(e: CgroupError) -> RemoteError {
     }
 }
 
-/// The error a client gets when the launch failed.
-pub fn launch_error(o: &JobOutcome) -> RemoteError {
-    match o.exit_code {
-        126 | 127 => RemoteError::invalid(o.message.clone()),
-        _ => RemoteError::internal(format!("launch failed: {}", o.message)),
-    }
-}
-
 impl Spawner {
     /// StartJob. Returns the reply now when refused; `None` when the answer comes later, from
     /// the shim's records.
@@ -260,10 +252,10 @@ impl Spawner {
         let Some(job) = self.jobs.get_mut(id) else {
             return;
         };
-        let error = match job.phase {
+        let failed = match job.phase {
             Phase::Launching {
                 reply_to: Some(to), ..
-            } => Some((to, launch_error(&outcome))),
+            } => Some((to, outcome.clone())),
             _ => None,
         };
         if outcome.reason == EndReason::LaunchFailed {
@@ -275,8 +267,8 @@ impl Spawner {
             message = %outcome.message, "job ended");
         job.phase = Phase::Exited { outcome, ended_ns };
         let event = crate::server::exit_event(job);
-        if let Some(((client, request), e)) = error {
-            self.reply(client, request, SpawnerReply::Error(e));
+        if let Some(((client, request), outcome)) = failed {
+            self.reply(client, request, SpawnerReply::LaunchFailed { outcome });
         }
         event.into_iter().for_each(|ev| self.broadcast(ev));
         self.flush_all();

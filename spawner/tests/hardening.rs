@@ -302,7 +302,9 @@ fn uploads_refuse_symlinks_and_what_does_not_fit() {
         let mut spec = sh("true");
         spec.limits.disk_mb = disk_mb;
         match c.start_upload(&job, spec, open_dir(dir).as_fd()) {
-            SpawnerReply::Error(e) => assert!(e.message.contains(words), "{e:?}"),
+            SpawnerReply::LaunchFailed { outcome } => {
+                assert!(outcome.message.contains(words), "{outcome:?}")
+            }
             other => panic!("{other:?}"),
         }
         let o = c.finish_job(&job, T);

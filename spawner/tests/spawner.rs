@@ -112,12 +112,13 @@ fn exit_codes_signals_and_launch_failures() {
             ..Default::default()
         },
     ) {
-        SpawnerReply::Error(e) => {
-            assert_eq!(e.kind, RemoteErrorKind::InvalidArgument);
+        SpawnerReply::LaunchFailed { outcome } => {
+            assert_eq!(outcome.exit_code, 127);
             assert!(
-                e.message
+                outcome
+                    .message
                     .contains("command not found: no-such-command-here"),
-                "{e:?}"
+                "{outcome:?}"
             );
         }
         other => panic!("{other:?}"),
@@ -134,7 +135,7 @@ fn exit_codes_signals_and_launch_failures() {
                 ..Default::default()
             }
         ),
-        SpawnerReply::Error(_)
+        SpawnerReply::LaunchFailed { .. }
     ));
     let o = c.finish_job(&job, T);
     assert_eq!(
@@ -146,7 +147,10 @@ fn exit_codes_signals_and_launch_failures() {
     let job = new_job_id();
     let mut spec = sh("true");
     spec.work_dir = "/work/missing".into();
-    assert!(matches!(c.start(&job, spec), SpawnerReply::Error(_)));
+    assert!(matches!(
+        c.start(&job, spec),
+        SpawnerReply::LaunchFailed { .. }
+    ));
     let o = c.finish_job(&job, T);
     assert_eq!((o.reason, o.exit_code), (EndReason::LaunchFailed, -1));
     assert!(o.message.contains("work directory /work/missing"), "{o:?}");

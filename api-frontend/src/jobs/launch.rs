@@ -6,15 +6,15 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::time::Duration;
 
 use joblet_api_proto::RunJobResponse;
-use joblet_ipc_proto::RemoteErrorKind;
 use joblet_ipc_proto::channel::spawner::{SpawnerReply, SpawnerRequest};
 use joblet_ipc_proto::job::{JobId, JobOutcome, JobState, LaunchSpec};
+use joblet_ipc_proto::{RemoteError, RemoteErrorKind};
 use tonic::Status;
 
 use super::convert::now_ns;
 use super::tracker::Starting;
 use crate::app::App;
-use crate::errors::LinkError;
+use crate::errors::{LinkError, code_for};
 use crate::links::PATIENCE;
 
 /// Building a root filesystem and namespaces (and copying uploads) takes a moment; a hung
@@ -53,11 +53,16 @@ pub async fn start_recorded(
                 status,
             })
         }
+        Ok(SpawnerReply::LaunchFailed { outcome }) => {
+            launch_failed(app, id, starting, outcome.message).await
+        }
         Ok(other) => {
             let reason = format!("the spawner answered StartJob with {}", other_name(&other));
             launch_failed(app, id, starting, reason).await
         }
-        Err(LinkError::Remote(e)) => launch_failed(app, id, starting, e.message).await,
+        // Refused before anything was created (a limit this host cannot apply, ...): the
+        // request was wrong, so no job is left behind and the client gets the spawner's kind.
+        Err(LinkError::Remote(e)) => refused(app, id, starting, e).await,
         Err(e @ LinkError::Unexpected { .. }) => {
             launch_failed(app, id, starting, e.to_string()).await
         }
@@ -77,6 +82,7 @@ pub async fn start_recorded(
 fn other_name(reply: &SpawnerReply) -> &'static str {
     match reply {
         SpawnerReply::Started { .. } => "Started",
+        SpawnerReply::LaunchFailed { .. } => "LaunchFailed",
         SpawnerReply::Stopping => "Stopping",
         SpawnerReply::Jobs { .. } => "Jobs",
         SpawnerReply::Acked => "Acked",
@@ -105,6 +111,29 @@ async fn record_start(app: &App, id: &JobId, started_ns: u64) -> String {
             JobState::Running.as_str().to_owned()
         }
     }
+}
+
+/// The spawner refused the job before creating anything: its record goes (it never existed
+/// as far as the host is concerned) and the client gets the refusal with its kind.
+async fn refused(
+    app: &App,
+    id: &JobId,
+    starting: Starting,
+    e: RemoteError,
+) -> Result<RunJobResponse, Status> {
+    tracing::info!(job = %id, error = %e.message, "the spawner refused the job");
+    let outcome = JobOutcome::launch_failed(e.message.clone());
+    let forgotten = async {
+        app.state
+            .transition(id, JobState::Failed, now_ns(), Some(outcome))
+            .await?;
+        app.state.delete(id).await
+    };
+    if let Err(err) = forgotten.await {
+        tracing::error!(job = %id, error = %err, "cannot remove the refused job's record");
+    }
+    starting.failed();
+    Err(Status::new(code_for(e.kind), e.message))
 }
 
 /// Records that the job never started (FAILED, with the reason) and builds the client's

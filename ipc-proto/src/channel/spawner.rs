@@ -22,7 +22,9 @@ pub struct ToSpawner {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum SpawnerRequest {
     /// Start a job now. Carries one fd (a directory of staged uploads) when
-    /// `launch.has_upload_dir` is set. Answered with `Started` once the command was exec'd.
+    /// `launch.has_upload_dir` is set. Answered with `Started` once the command was exec'd;
+    /// `LaunchFailed` when the job was created but failed before exec (its exit event follows
+    /// as for any job); `Error` when it was refused and nothing was created.
     StartJob { job: JobId, launch: LaunchSpec },
     /// SIGTERM to every process of the job, then after `grace_ms` kill them all.
     StopJob { job: JobId, grace_ms: u32 },
@@ -42,6 +44,7 @@ pub enum FromSpawner {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum SpawnerReply {
     Started { pid: u32, started_ns: u64 },
+    LaunchFailed { outcome: JobOutcome },
     Stopping,
     Jobs { jobs: Vec<SpawnedJob>, more: bool },
     Acked,

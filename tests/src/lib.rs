@@ -15,6 +15,7 @@ pub mod grpc;
 pub mod host;
 pub mod hostile;
 pub mod loopdev;
+pub mod sse;
 pub mod system;
 pub mod tail;
 

@@ -1,4 +1,5 @@
-//! The real joblet-sdk-python 2.5.2 against the real system (issue 2, case 5), and our
+//! The real joblet-sdk-python 2.5.2 against the real system: every JobService and
+//! MonitoringService method (issues 2 and 4), and our
 //! proto against the SDK's descriptor.
 
 use std::path::{Path, PathBuf};
@@ -57,21 +58,21 @@ fn our_proto_matches_the_sdk_descriptor() {
 }
 
 #[test]
-fn the_python_sdk_runs_a_job_and_reads_its_status_and_logs() {
+fn the_python_sdk_drives_every_job_and_monitoring_method() {
     require_root!();
     if !sdk_available() {
         return;
     }
     let sys = System::start();
     let out = Command::new(python())
-        .arg(compat_dir().join("sdk_smoke.py"))
+        .arg(compat_dir().join("sdk_full.py"))
         .env("RNX_CONFIG_PATH", &sys.admin)
         .env("HOME", sys.dir.path())
         .output()
-        .expect("run sdk_smoke.py");
+        .expect("run sdk_full.py");
     assert!(
         out.status.success(),
-        "SDK smoke failed:\n{}{}\n{}",
+        "SDK suite failed:\n{}{}\n{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr),
         sys.log_text()

@@ -13,7 +13,9 @@ use nix::sys::signal::Signal;
 use crate::cgroup::CgroupError;
 use crate::daemon::Spawner;
 use crate::launch::{self, LaunchPlan, Placement, ShimFds, env};
-use crate::record::{EXIT, ExitFile, JOB, JobDir, JobFile, ProcRef, STARTED, StartedFile};
+use crate::record::{
+    EXIT, ExitFile, JOB, JobDir, JobFile, ProcRef, STARTED, StartedFile, StopCause,
+};
 use crate::registry::{Attach, ClientId, Job, Phase, ShimLink};
 use crate::{clock, outcome, sys};
 
@@ -313,15 +315,15 @@ impl Spawner {
             tracing::warn!(job = %id, error = %e, "cannot re-arm the OOM watch; dropping it");
             job.oom_watch = None;
         }
-        if cg.oom_kills().unwrap_or(0) == 0 {
+        // The eventfd also fires when the cgroup goes away: only a job at its limit (or one
+        // the kernel already OOM-killed in) is killed.
+        let at_limit = cg.under_oom().unwrap_or(false) || cg.oom_kills().unwrap_or(0) > 0;
+        if !at_limit {
             return;
         }
-        tracing::info!(job = %id, "OOM kill in the job: killing the whole job");
-        if let Some(p) = &job.init_pidfd {
-            let _ = sys::pidfd_send_signal(p.as_fd(), Signal::SIGKILL);
-        }
-        let _ = cg.signal_all(Signal::SIGKILL);
+        tracing::info!(job = %id, "the job reached its memory limit: killing the whole job");
         job.oom_watch = None;
+        self.stop_job(id, StopCause::OutOfMemory, 0);
     }
 
     /// AckExit: the frontend recorded the exit. Unknown jobs are fine (acks are idempotent).

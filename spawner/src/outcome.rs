@@ -34,8 +34,12 @@ fn from_status(status: i32, stop: Option<StopCause>, oom_kills: u64) -> JobOutco
     } else {
         (libc::WEXITSTATUS(status), None)
     };
-    let oom_killed = oom_kills > 0;
+    let oom_killed = oom_kills > 0 || stop == Some(StopCause::OutOfMemory);
     let (reason, message) = match (stop, oom_killed, signal) {
+        (Some(StopCause::OutOfMemory), _, _) => (
+            EndReason::OomKilled,
+            "the job reached its memory limit and was killed whole".to_string(),
+        ),
         (Some(StopCause::Timeout), _, _) => {
             exit_code = TIMEOUT_EXIT_CODE;
             (EndReason::Timeout, "stopped at its timeout".to_string())
@@ -115,6 +119,11 @@ mod tests {
         let (o, _) = from_exit(&killed(libc::SIGKILL), Some(StopCause::Stopped), 1);
         assert_eq!(o.reason, EndReason::Stopped);
         assert!(o.oom_killed);
+        // v1: the spawner's own whole-job kill, with no kernel OOM kill counted.
+        let (o, _) = from_exit(&killed(libc::SIGKILL), Some(StopCause::OutOfMemory), 0);
+        assert_eq!((o.reason, o.exit_code), (EndReason::OomKilled, 137));
+        assert!(o.oom_killed);
+        assert_eq!(o.final_state(), JobState::Failed);
     }
 
     #[test]

@@ -58,6 +58,9 @@ pub enum StopCause {
     Stopped,
     /// The job ran past its timeout.
     Timeout,
+    /// cgroup v1: the job reached its memory limit and the spawner, which owns OOM decisions
+    /// there, kills the whole job (v2's `memory.oom.group` does it in the kernel).
+    OutOfMemory,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

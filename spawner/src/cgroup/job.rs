@@ -215,9 +215,12 @@ impl JobCgroup {
         files::read_keyed(&self.dir("memory")?.join(file), "oom_kill")
     }
 
-    /// v1: an eventfd that becomes readable on each OOM event (registered through
-    /// `cgroup.event_control`), for the spawner to kill the whole job; it also fires once when
-    /// the cgroup is removed. A wake-up is a hint: compare [`JobCgroup::oom_kills`].
+    /// v1: an eventfd that becomes readable when the job reaches its memory limit
+    /// (registered through `cgroup.event_control`), and fires at once if it already has; it
+    /// also fires once when the cgroup is removed. Once it is registered the kernel's OOM
+    /// killer is turned off for the job (`oom_kill_disable`): the job's tasks wait at the
+    /// limit instead, and the spawner kills the whole job, as v2's `memory.oom.group` does.
+    /// Without a watch (registration failed) the kernel keeps killing, one task at a time.
     /// v2: `None`, since `memory.oom.group` makes the kernel kill the whole job itself.
     pub fn oom_watch(&self) -> Result<Option<OwnedFd>, CgroupError> {
         if self.mode == CgroupMode::V2 {
@@ -232,7 +235,18 @@ impl JobCgroup {
         // "<eventfd> <fd of the file to watch>"; the kernel takes its own references.
         let registration = format!("{} {}", efd.as_raw_fd(), watched.as_raw_fd());
         files::write(&memory.join("cgroup.event_control"), &registration)?;
+        files::write(&control, "1")?;
         Ok(Some(OwnedFd::from(efd)))
+    }
+
+    /// v1: whether the job is at its memory limit now, waiting for the spawner's kill
+    /// (`under_oom` of `memory.oom_control`); always false on v2.
+    pub fn under_oom(&self) -> Result<bool, CgroupError> {
+        if self.mode == CgroupMode::V2 {
+            return Ok(false);
+        }
+        let control = self.dir("memory")?.join("memory.oom_control");
+        Ok(files::read_keyed(&control, "under_oom")? != 0)
     }
 
     /// Clears a fired [`JobCgroup::oom_watch`] fd so the next poll waits for a new event.

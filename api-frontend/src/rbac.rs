@@ -106,9 +106,23 @@ impl Service {
     }
 }
 
-/// Every RPC of every public service. Method names are unique across services.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Rpc {
+/// Declares [`Rpc`] and its [`Rpc::ALL`] from one list, so that no RPC can be missing from
+/// the table the tests walk.
+macro_rules! rpcs {
+    ($($name:ident,)+) => {
+        /// Every RPC of every public service. Method names are unique across services.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Rpc {
+            $($name,)+
+        }
+
+        impl Rpc {
+            pub const ALL: [Rpc; [$(stringify!($name),)+].len()] = [$(Rpc::$name,)+];
+        }
+    };
+}
+
+rpcs! {
     RunJob,
     GetJobStatus,
     StopJob,
@@ -138,38 +152,6 @@ pub enum Rpc {
 }
 
 impl Rpc {
-    pub const ALL: [Rpc; 26] = {
-        use Rpc::*;
-        [
-            RunJob,
-            GetJobStatus,
-            StopJob,
-            CancelJob,
-            DeleteJob,
-            DeleteAllJobs,
-            GetJobLogs,
-            ListJobs,
-            StreamJobMetrics,
-            GetJobMetrics,
-            StreamJobTelematics,
-            GetJobTelematics,
-            CreateNetwork,
-            ListNetworks,
-            RemoveNetwork,
-            CreateVolume,
-            ListVolumes,
-            RemoveVolume,
-            GetSystemStatus,
-            StreamSystemMetrics,
-            ListRuntimes,
-            GetRuntimeInfo,
-            TestRuntime,
-            RemoveRuntime,
-            BuildRuntime,
-            ValidateRuntimeYaml,
-        ]
-    };
-
     /// The permission table: service, wire method name and required operation of each RPC.
     pub fn entry(self) -> (Service, &'static str, Operation) {
         use Operation as Op;

@@ -90,38 +90,36 @@ impl Identities {
 }
 
 fn uid(key: &'static str, r: &IdRef) -> Result<u32, IdentityError> {
-    match r {
-        IdRef::Id(id) => Ok(*id),
-        IdRef::Name(name) => match User::from_name(name) {
-            Ok(Some(u)) => Ok(u.uid.as_raw()),
-            Ok(None) => Err(IdentityError::NoUser {
-                key,
-                name: name.clone(),
-            }),
-            Err(source) => Err(IdentityError::Lookup {
-                key,
-                name: name.clone(),
-                source,
-            }),
-        },
-    }
+    let by_name = |n: &str| User::from_name(n).map(|u| u.map(|u| u.uid.as_raw()));
+    let missing = |key, name| IdentityError::NoUser { key, name };
+    resolve(key, r, by_name, missing)
 }
 
 fn gid(key: &'static str, r: &IdRef) -> Result<u32, IdentityError> {
-    match r {
-        IdRef::Id(id) => Ok(*id),
-        IdRef::Name(name) => match Group::from_name(name) {
-            Ok(Some(g)) => Ok(g.gid.as_raw()),
-            Ok(None) => Err(IdentityError::NoGroup {
-                key,
-                name: name.clone(),
-            }),
-            Err(source) => Err(IdentityError::Lookup {
-                key,
-                name: name.clone(),
-                source,
-            }),
-        },
+    let by_name = |n: &str| Group::from_name(n).map(|g| g.map(|g| g.gid.as_raw()));
+    let missing = |key, name| IdentityError::NoGroup { key, name };
+    resolve(key, r, by_name, missing)
+}
+
+/// A number as given, or a name looked up in the host's user or group database.
+fn resolve(
+    key: &'static str,
+    r: &IdRef,
+    by_name: impl FnOnce(&str) -> nix::Result<Option<u32>>,
+    missing: impl FnOnce(&'static str, String) -> IdentityError,
+) -> Result<u32, IdentityError> {
+    let name = match r {
+        IdRef::Id(id) => return Ok(*id),
+        IdRef::Name(name) => name,
+    };
+    match by_name(name) {
+        Ok(Some(id)) => Ok(id),
+        Ok(None) => Err(missing(key, name.clone())),
+        Err(source) => Err(IdentityError::Lookup {
+            key,
+            name: name.clone(),
+            source,
+        }),
     }
 }
 

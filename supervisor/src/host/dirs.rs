@@ -64,22 +64,28 @@ fn io<'a>(path: &'a Path, step: &'static str) -> impl FnOnce(nix::Error) -> DirE
     }
 }
 
+/// Creates the missing parents of `path` (root's, mode 0755).
+fn create_parents(path: &Path) -> Result<(), DirError> {
+    let Some(parent) = path.parent() else {
+        return Ok(());
+    };
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(parent)
+        .map_err(|source| DirError::Io {
+            path: parent.to_owned(),
+            step: "creating parent directories",
+            source,
+        })
+}
+
 /// Creates `spec.path` (and missing parents, root 0755), or checks the existing one, then sets
 /// its owner and mode. The final checks and changes go through an `O_NOFOLLOW` descriptor, so
 /// a symlink swapped in between cannot redirect them.
 pub fn ensure_dir(spec: &DirSpec) -> Result<(), DirError> {
     let path = spec.path.as_path();
-    if let Some(parent) = path.parent() {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o755)
-            .create(parent)
-            .map_err(|source| DirError::Io {
-                path: parent.to_owned(),
-                step: "creating parent directories",
-                source,
-            })?;
-    }
+    create_parents(path)?;
     match std::fs::DirBuilder::new().mode(0o700).create(path) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
@@ -108,17 +114,7 @@ pub fn ensure_dir(spec: &DirSpec) -> Result<(), DirError> {
 /// audit log, which the frontend may append to but not create (its directory is not its own).
 pub fn ensure_file(spec: &DirSpec) -> Result<(), DirError> {
     let path = spec.path.as_path();
-    if let Some(parent) = path.parent() {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o755)
-            .create(parent)
-            .map_err(|source| DirError::Io {
-                path: parent.to_owned(),
-                step: "creating parent directories",
-                source,
-            })?;
-    }
+    create_parents(path)?;
     let created = open(
         path,
         OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,

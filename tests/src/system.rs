@@ -81,6 +81,47 @@ impl System {
 
     /// Like [`System::start`], letting the test edit the generated `joblet-config.yml`.
     pub fn start_with(edit: impl FnOnce(&mut String)) -> System {
+        let mut sys = Self::prepare(edit);
+        sys.launch();
+        sys
+    }
+
+    /// Runs a system that must refuse to run (its configuration edited by `edit`): waits up
+    /// to `limit` for joblet to exit on its own, checks that nothing of ours remains, and
+    /// returns joblet's exit status and log.
+    pub fn run_refused(
+        edit: impl FnOnce(&mut String),
+        limit: Duration,
+    ) -> (std::process::ExitStatus, String) {
+        let mut sys = Self::prepare(edit);
+        sys.spawn_supervisor();
+        let mut child = sys.supervisor.take().expect("joblet started");
+        let start = Instant::now();
+        let mut tree = std::collections::HashSet::new();
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait joblet") {
+                break status;
+            }
+            tree.extend(host::descendants(child.id() as i32));
+            if start.elapsed() > limit {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("joblet still runs after {limit:?}:\n{}", sys.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let tree: Vec<host::Proc> = tree.into_iter().collect();
+        let leftovers = host::leftovers(&tree, sys.dir.path(), &sys.cgroup_base, &sys.before);
+        assert!(
+            leftovers.is_empty(),
+            "left behind by a refused start: {leftovers:#?}\n{}",
+            sys.log_text()
+        );
+        (status, sys.log_text())
+    }
+
+    /// A fresh configuration from `joblet init`, edited by `edit`; nothing started yet.
+    fn prepare(edit: impl FnOnce(&mut String)) -> System {
         let before = host::snapshot();
         let dir = tempfile::Builder::new()
             .prefix("joblet-e2e-")
@@ -108,7 +149,7 @@ impl System {
         std::fs::write(&config, &text).expect("write config");
         let cgroup_base = host::yaml_string(&text, &["cgroup", "baseDir"])
             .expect("cgroup.baseDir in the generated config");
-        let mut sys = System {
+        System {
             address,
             config,
             admin: cfg_dir.join("rnx-admin.yml"),
@@ -118,12 +159,15 @@ impl System {
             log: dir.path().join("joblet.log"),
             dir,
             before,
-        };
-        sys.launch();
-        sys
+        }
     }
 
     fn launch(&mut self) {
+        self.spawn_supervisor();
+        self.wait_ready(Duration::from_secs(30));
+    }
+
+    fn spawn_supervisor(&mut self) {
         let log = std::fs::File::create(&self.log).expect("log file");
         let child = Command::new(bin("joblet"))
             .arg("--config")
@@ -135,7 +179,6 @@ impl System {
             .spawn()
             .expect("start joblet");
         self.supervisor = Some(child);
-        self.wait_ready(Duration::from_secs(30));
     }
 
     fn wait_ready(&mut self, limit: Duration) {
@@ -195,6 +238,28 @@ impl System {
         let mut full = vec!["--json", "job", "run"];
         full.extend_from_slice(args);
         let out = self.rnx(&full).expect_ok("job run");
+        let id = out.json()["job_uuid"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no job_uuid in {}", out.stdout))
+            .to_owned();
+        Job { id }
+    }
+
+    /// `rnx job run --json FLAGS -- ARGV`, the argv taken literally; a refusal fails with
+    /// the system's log, which says why.
+    pub fn start_job(&self, flags: &[&str], argv: &[String]) -> Job {
+        let mut full = vec!["--json", "job", "run"];
+        full.extend_from_slice(flags);
+        full.push("--");
+        full.extend(argv.iter().map(String::as_str));
+        let out = self.rnx(&full);
+        assert!(
+            out.ok(),
+            "job run: rnx exited {}: {}\nsystem log:\n{}",
+            out.code,
+            out.stderr,
+            self.log_text()
+        );
         let id = out.json()["job_uuid"]
             .as_str()
             .unwrap_or_else(|| panic!("no job_uuid in {}", out.stdout))

@@ -10,8 +10,6 @@
 
 use std::time::Duration;
 
-use joblet_tests::{Job, System};
-
 #[path = "limits/cpu.rs"]
 mod cpu;
 #[path = "limits/io.rs"]
@@ -23,25 +21,3 @@ mod memory;
 
 /// Generous: the cgroup v2 guest runs under software emulation.
 pub const WAIT: Duration = Duration::from_secs(240);
-
-/// `rnx job run FLAGS -- ARGV`.
-pub fn start_job(sys: &System, flags: &[&str], argv: &[String]) -> Job {
-    let mut args: Vec<&str> = flags.to_vec();
-    args.push("--");
-    args.extend(argv.iter().map(String::as_str));
-    let mut full = vec!["--json", "job", "run"];
-    full.extend_from_slice(&args);
-    let out = sys.rnx(&full);
-    assert!(
-        out.ok(),
-        "job run: rnx exited {}: {}\nsystem log:\n{}",
-        out.code,
-        out.stderr,
-        sys.log_text()
-    );
-    let id = out.json()["job_uuid"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no job_uuid in {}", out.stdout))
-        .to_owned();
-    Job { id }
-}

@@ -6,7 +6,7 @@ use joblet_tests::cgroupfs;
 use joblet_tests::hostile::{assert_lines, sh_job};
 use joblet_tests::{System, require_root};
 
-use super::{WAIT, start_job};
+use super::WAIT;
 
 /// `--max-cpu=20` on a busy loop: over a few seconds the job's cgroup accounts about 20 %
 /// of one core (v2 `cpu.stat` `usage_usec`, v1 `cpuacct.usage`), and `nr_throttled` grows.
@@ -14,7 +14,7 @@ use super::{WAIT, start_job};
 fn max_cpu_holds_a_busy_loop_to_its_share() {
     require_root!();
     let sys = System::start();
-    let job = start_job(&sys, &["--max-cpu=20"], &sh_job("while :; do :; done"));
+    let job = sys.start_job(&["--max-cpu=20"], &sh_job("while :; do :; done"));
     assert_eq!(cgroupfs::cpu_quota(&sys, &job), Some((20_000, 100_000)));
     // Let the loop start, then measure over a window long enough for 30+ periods.
     std::thread::sleep(Duration::from_secs(1));
@@ -73,8 +73,7 @@ fn cpu_cores_pin_the_job() {
     }
     for cpu in picks {
         let flag = format!("--cpu-cores={cpu}");
-        let job = start_job(
-            &sys,
+        let job = sys.start_job(
             &[&flag],
             &sh_job(
                 "grep Cpus_allowed_list /proc/self/status | tr -d '\\t' | sed 's/:/=/'; sleep 600",

@@ -8,7 +8,7 @@ use joblet_tests::hostile::{line_value, sh_job};
 use joblet_tests::loopdev::LoopMount;
 use joblet_tests::{System, config, require_root};
 
-use super::{WAIT, start_job};
+use super::WAIT;
 
 const FILE_MIB: u32 = 8;
 const LIMIT_BPS: u64 = 2 << 20;
@@ -27,7 +27,7 @@ fn read_ms(
     file: &str,
     check: impl FnOnce(&joblet_tests::Job),
 ) -> u64 {
-    let job = start_job(sys, flags, &timed_read_script(file));
+    let job = sys.start_job(flags, &timed_read_script(file));
     check(&job);
     let st = sys.wait_done(&job, WAIT);
     let out = String::from_utf8_lossy(&sys.logs(&job)).into_owned();

@@ -8,7 +8,7 @@ use joblet_tests::hostile::{assert_lines, sh_job};
 use joblet_tests::tail::LogTail;
 use joblet_tests::{System, config, host, require_root};
 
-use super::{WAIT, start_job};
+use super::WAIT;
 
 /// The configured default pids limit (`cgroup.defaultPidsLimit`, no flag) holds: forks
 /// fail at the limit, the host's `pids.max` has the value and `pids.events` counts the
@@ -17,8 +17,7 @@ use super::{WAIT, start_job};
 fn the_default_pids_limit_holds() {
     require_root!();
     let sys = System::start_with(|c| config::set(c, "defaultPidsLimit", "40"));
-    let job = start_job(
-        &sys,
+    let job = sys.start_job(
         &[],
         &sh_job(
             "( i=0; while [ $i -lt 200 ]; do sleep 600 & i=$((i+1)); echo STARTED=$i; done ) 2>&1
@@ -62,7 +61,7 @@ fn a_timeout_ends_the_job_as_timeout_124() {
     require_root!();
     let sys = System::start();
     let started = Instant::now();
-    let job = start_job(&sys, &["--timeout=2s"], &sh_job("sleep 60"));
+    let job = sys.start_job(&["--timeout=2s"], &sh_job("sleep 60"));
     let st = sys.wait_done(&job, WAIT);
     let took = started.elapsed();
     assert_eq!(st["status"], "TIMEOUT", "{st}");
@@ -148,8 +147,7 @@ fn limits_the_host_cannot_apply_are_refused_at_submission() {
 fn status_shows_the_limits_and_why_a_job_ended() {
     require_root!();
     let sys = System::start();
-    let job = start_job(
-        &sys,
+    let job = sys.start_job(
         &[
             "--max-cpu=50",
             "--max-memory=128",
@@ -192,8 +190,7 @@ fn status_shows_the_limits_and_why_a_job_ended() {
         sys.stop();
         return;
     }
-    let job = start_job(
-        &sys,
+    let job = sys.start_job(
         &[],
         &joblet_tests::hostile::python_job("ctypes.string_at(0)"),
     );

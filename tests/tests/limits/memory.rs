@@ -9,7 +9,7 @@ use joblet_tests::hostile::{assert_lines, host_procs_with, line_value, sh_job, s
 use joblet_tests::tail::LogTail;
 use joblet_tests::{Job, System, config, require_root};
 
-use super::{WAIT, start_job};
+use super::WAIT;
 
 /// OOM: a child holding memory and its parent die with the process that went over
 /// `--max-memory`; the job is FAILED, `oom_killed`, exit 137, and `rnx job status` says
@@ -26,7 +26,7 @@ fn oom_kills_the_whole_job_and_says_so() {
          sleep 3; tail /dev/zero
          echo PARENT_SURVIVED; wait"
     );
-    let job = start_job(&sys, &["--max-memory=64"], &sh_job(&script));
+    let job = sys.start_job(&["--max-memory=64"], &sh_job(&script));
     let mut tail = LogTail::start(&sys, &job);
     tail.wait_for("HOLDING", WAIT);
     assert_eq!(cgroupfs::memory_limit(&sys, &job), Some(64 << 20));
@@ -103,14 +103,10 @@ fn configured_default_limits_apply() {
         config::set(c, "defaultCpuLimit", "30");
         config::set(c, "defaultMemoryLimit", "96");
     });
-    let plain = start_job(&sys, &[], &sh_job("sleep 600"));
+    let plain = sys.start_job(&[], &sh_job("sleep 600"));
     assert_eq!(cgroupfs::memory_limit(&sys, &plain), Some(96 << 20));
     assert_eq!(cgroupfs::cpu_quota(&sys, &plain), Some((30_000, 100_000)));
-    let own = start_job(
-        &sys,
-        &["--max-memory=64", "--max-cpu=50"],
-        &sh_job("sleep 600"),
-    );
+    let own = sys.start_job(&["--max-memory=64", "--max-cpu=50"], &sh_job("sleep 600"));
     assert_eq!(cgroupfs::memory_limit(&sys, &own), Some(64 << 20));
     assert_eq!(cgroupfs::cpu_quota(&sys, &own), Some((50_000, 100_000)));
     for j in [&plain, &own] {
@@ -126,9 +122,7 @@ fn configured_default_limits_apply() {
 fn the_writable_space_has_the_configured_size() {
     require_root!();
     let sys = System::start_with(|c| config::set(c, "default_disk_quota_bytes", "4194304"));
-    let job = start_job(
-        &sys,
-        &[],
+    let job = sys.start_job(&[],
         &sh_job(
             "echo SIZE_KIB=$(df -k /work | tail -1 | awk '{print $2}')
              dd if=/dev/zero of=/tmp/fill bs=64k count=1024 2>&1 | grep -q 'No space left' && echo TMP=ENOSPC

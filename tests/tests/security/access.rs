@@ -8,7 +8,7 @@ use joblet_tests::{System, cgroupfs, host, require_root};
 
 use joblet_tests::hostile::sh_job;
 
-use super::common::{WAIT, job_count, start_job};
+use super::common::{WAIT, job_count};
 
 /// Case: a viewer certificate tries to run, stop, cancel and delete: every call is denied,
 /// and the admin's running job is untouched.
@@ -16,7 +16,7 @@ use super::common::{WAIT, job_count, start_job};
 fn a_viewer_cannot_run_stop_or_delete() {
     require_root!();
     let sys = System::start();
-    let job = start_job(&sys, &[], &sh_job("sleep 600"));
+    let job = sys.start_job(&[], &sh_job("sleep 600"));
     let jobs = job_count(&sys);
     let procs: Vec<host::Proc> = cgroupfs::procs(&sys, &job)
         .into_iter()

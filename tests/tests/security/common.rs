@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use joblet_tests::{Job, System, host};
+use joblet_tests::{System, host};
 use serde_json::Value;
 
 /// `supervisor.jobUser.uid` in the configuration `joblet init` writes.
@@ -12,31 +12,9 @@ pub const JOB_UID: u32 = 65534;
 /// How long a hostile job may take; generous for the emulated cgroup v2 guest.
 pub const WAIT: Duration = Duration::from_secs(240);
 
-/// `rnx job run FLAGS -- ARGV`, returning the job; a refusal shows the system's log.
-pub fn start_job(sys: &System, flags: &[&str], argv: &[String]) -> Job {
-    let mut args: Vec<&str> = flags.to_vec();
-    args.push("--");
-    args.extend(argv.iter().map(String::as_str));
-    let mut full = vec!["--json", "job", "run"];
-    full.extend_from_slice(&args);
-    let out = sys.rnx(&full);
-    assert!(
-        out.ok(),
-        "job run: rnx exited {}: {}\nsystem log:\n{}",
-        out.code,
-        out.stderr,
-        sys.log_text()
-    );
-    let id = out.json()["job_uuid"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no job_uuid in {}", out.stdout))
-        .to_owned();
-    Job { id }
-}
-
 /// Runs a job to its end; returns its status and whole output.
 pub fn run(sys: &System, flags: &[&str], argv: &[String]) -> (Value, String) {
-    let job = start_job(sys, flags, argv);
+    let job = sys.start_job(flags, argv);
     let st = sys.wait_done(&job, WAIT);
     (st, String::from_utf8_lossy(&sys.logs(&job)).into_owned())
 }

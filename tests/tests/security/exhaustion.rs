@@ -6,7 +6,7 @@ use joblet_tests::cgroupfs;
 use joblet_tests::hostile::{host_procs_with, mem_available, sh_job, sleep_marker};
 use joblet_tests::{System, config, require_root};
 
-use super::common::{Daemons, WAIT, run, start_job};
+use super::common::{Daemons, WAIT, run};
 
 /// Case: a fork bomb: it holds at the pids limit while the host keeps forking and the
 /// system keeps answering; stopping it leaves nothing.
@@ -15,7 +15,7 @@ fn a_fork_bomb_is_contained() {
     require_root!();
     let sys = System::start_with(|c| config::set(c, "defaultPidsLimit", "128"));
     let daemons = Daemons::snap(&sys);
-    let job = start_job(&sys, &[], &sh_job("b() { b | b & }; b; exec sleep 600"));
+    let job = sys.start_job(&[], &sh_job("b() { b | b & }; b; exec sleep 600"));
     let start = Instant::now();
     let mut peak = 0;
     while start.elapsed() < Duration::from_secs(5) {
@@ -108,7 +108,7 @@ fn a_job_past_its_timeout_dies_with_all_its_children() {
          sleep {m}"
     );
     let started = Instant::now();
-    let job = start_job(&sys, &["--timeout=2s"], &sh_job(&script));
+    let job = sys.start_job(&["--timeout=2s"], &sh_job(&script));
     let st = sys.wait_done(&job, WAIT);
     let took = started.elapsed();
     assert_eq!(st["status"], "TIMEOUT", "{st}");

@@ -7,7 +7,7 @@ use joblet_tests::hostile::{
 use joblet_tests::tail::LogTail;
 use joblet_tests::{System, config, require_job_python, require_root};
 
-use super::common::{Daemons, JOB_UID, WAIT, assert_refused, probe, start_job};
+use super::common::{Daemons, JOB_UID, WAIT, assert_refused, probe};
 
 /// Case: list host processes: a host process running as the job's own uid is invisible,
 /// by pid, by its command line, and to `ps`.
@@ -156,7 +156,7 @@ print("READY", flush=True)
 import time
 time.sleep(600)
 "#;
-    let job = start_job(&sys, &["--max-memory=64"], &python_job(body));
+    let job = sys.start_job(&["--max-memory=64"], &python_job(body));
     let mut tail = LogTail::start(&sys, &job);
     let out = tail.wait_for("READY", WAIT);
     assert_lines(&out, &["SYS_FS_CGROUP=ABSENT", "CGROUP_PATHS=/"]);
@@ -219,7 +219,7 @@ print("READY", flush=True)
 import time
 time.sleep(600)
 "#;
-    let job = start_job(&sys, &["--max-memory=64"], &python_job(body));
+    let job = sys.start_job(&["--max-memory=64"], &python_job(body));
     let mut tail = LogTail::start(&sys, &job);
     let out = tail.wait_for("READY", WAIT);
     for name in ["NOFILE", "NPROC", "MEMLOCK"] {

@@ -10,7 +10,7 @@ use joblet_api_proto::{FileUpload, RunJobRequest};
 use joblet_tests::hostile::{assert_lines, nonce, sh_job};
 use joblet_tests::{System, require_root};
 
-use super::common::{job_count, start_job};
+use super::common::job_count;
 
 /// Sends `req` (command `true` unless set) as a raw RunJob; returns the refusal as
 /// `(gRPC code, message)`, or panics if the server accepted it.
@@ -147,8 +147,7 @@ fn control_variables_cannot_be_set_and_the_environment_is_exact() {
         assert!(out.stderr.contains(key), "{arg}: {}", out.stderr);
     }
     assert_eq!(job_count(&sys), jobs, "a refused request made a job");
-    let job = start_job(
-        &sys,
+    let job = sys.start_job(
         &[
             "--env=GREETING=hi there",
             "--env=JOB_TYPE=runtime-build",

@@ -11,7 +11,7 @@ use joblet_tests::hostile::{
 use joblet_tests::tail::LogTail;
 use joblet_tests::{System, require_job_python, require_root};
 
-use super::common::{Daemons, WAIT, assert_refused, probe, start_job};
+use super::common::{Daemons, WAIT, assert_refused, probe};
 
 /// A real block device of this machine: the one under `/`, else the first loop device.
 fn host_disk() -> (u64, u64) {
@@ -114,7 +114,7 @@ print("READY", flush=True)
 import time
 time.sleep(600)
 "#;
-    let job = start_job(&sys, &[], &python_job(body));
+    let job = sys.start_job(&[], &python_job(body));
     let mut tail = LogTail::start(&sys, &job);
     let out = tail.wait_for("READY", WAIT);
     for d in [

@@ -40,6 +40,11 @@ pub struct Logging {
     pub format: LogFormat,
 }
 
+/// Exit status of a helper that refuses to run on this host because a boundary it is
+/// configured to enforce is unavailable (sysexits' `EX_CONFIG`). Restarting cannot help, so
+/// the supervisor stops the system and exits with an error instead.
+pub const EXIT_HOST_UNSUPPORTED: u8 = 78;
+
 /// Which cgroup hierarchy the host has, as the supervisor detected it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CgroupMode {

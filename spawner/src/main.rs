@@ -9,7 +9,11 @@ fn main() -> ExitCode {
         Err(e) => {
             // stderr is the spawner's log; logging may not be set up yet when this fails.
             eprintln!("joblet-spawner: {e}");
-            ExitCode::FAILURE
+            if e.is_host_unsupported() {
+                ExitCode::from(joblet_ipc_proto::settings::EXIT_HOST_UNSUPPORTED)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

@@ -38,6 +38,13 @@ pub enum StartError {
     Daemon(#[from] DaemonError),
 }
 
+impl StartError {
+    /// The host lacks a feature a configured boundary needs: a restart cannot help.
+    pub fn is_host_unsupported(&self) -> bool {
+        matches!(self, StartError::Check(CheckError::Unsupported(_)))
+    }
+}
+
 fn init_logging(l: &Logging) {
     let filter = tracing_subscriber::EnvFilter::try_new(&l.level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));

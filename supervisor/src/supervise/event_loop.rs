@@ -8,6 +8,7 @@
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
+use joblet_ipc_proto::settings::EXIT_HOST_UNSUPPORTED;
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{SigSet, Signal, kill};
@@ -50,6 +51,11 @@ pub fn loop_signals() -> SigSet {
 pub enum LoopError {
     #[error("{step} failed: {source}")]
     Sys { step: &'static str, source: Errno },
+    #[error(
+        "the {0} refuses to run on this host: a boundary it is configured to enforce is \
+         unavailable (its log above names the missing feature)"
+    )]
+    HostUnsupported(HelperKind),
 }
 
 /// One helper and where it is in its life.
@@ -111,6 +117,8 @@ pub struct EventLoop {
     forced: bool,
     /// When the first stop signal arrived.
     stop_requested: Option<Instant>,
+    /// A helper that refused this host (see [`EXIT_HOST_UNSUPPORTED`]): the system stops.
+    refused_by: Option<HelperKind>,
     /// Extra time the spawner gets at shutdown to stop its jobs (the job stop grace).
     spawner_extra: Duration,
     stop_timeout: Duration,
@@ -139,6 +147,7 @@ impl EventLoop {
             phase: Phase::Running,
             forced: false,
             stop_requested: None,
+            refused_by: None,
             spawner_extra,
             stop_timeout,
         })
@@ -160,7 +169,10 @@ impl EventLoop {
             self.tick(Instant::now());
         }
         info!("joblet stopped");
-        Ok(())
+        match self.refused_by {
+            Some(kind) => Err(LoopError::HostUnsupported(kind)),
+            None => Ok(()),
+        }
     }
 
     fn notify(&self, state: &str) {
@@ -255,14 +267,7 @@ impl EventLoop {
                 match self.stop_requested {
                     None => {
                         info!(signal = %sig, "stopping: spawner first, then api, persistd, stated");
-                        self.notify("STOPPING=1");
-                        self.stop_requested = Some(now);
-                        self.phase = Phase::Stopping;
-                        for h in &mut self.helpers {
-                            if matches!(h.state, State::RestartAt(_)) {
-                                h.state = State::Down;
-                            }
-                        }
+                        self.begin_stop(now);
                     }
                     Some(first) if now.duration_since(first) < SECOND_SIGNAL_AFTER => {
                         debug!(signal = %sig, "repeated stop signal ignored");
@@ -276,6 +281,17 @@ impl EventLoop {
                  changes"
             ),
             _ => debug!(signo, "unexpected signal ignored"),
+        }
+    }
+
+    fn begin_stop(&mut self, now: Instant) {
+        self.notify("STOPPING=1");
+        self.stop_requested = Some(now);
+        self.phase = Phase::Stopping;
+        for h in &mut self.helpers {
+            if matches!(h.state, State::RestartAt(_)) {
+                h.state = State::Down;
+            }
         }
     }
 
@@ -322,7 +338,17 @@ impl EventLoop {
             debug!(pid = pid.as_raw(), status = %describe(status), "reaped orphan");
             return;
         };
+        let refused = status == WaitStatus::Exited(pid, i32::from(EXIT_HOST_UNSUPPORTED));
         match h.state {
+            State::Running { .. } if running && refused => {
+                let kind = h.kind;
+                error!(helper = %kind, pid = pid.as_raw(),
+                    "the helper refuses to run on this host (its log above names the missing \
+                     feature); stopping joblet");
+                h.state = State::Down;
+                self.refused_by = Some(kind);
+                self.begin_stop(now);
+            }
             State::Running { since, .. } if running => {
                 let ran_for = now.saturating_duration_since(since);
                 let delay = h.backoff.next_delay(ran_for);

@@ -7,7 +7,7 @@
 
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio_seqpacket::ancillary::{AncillaryMessageWriter, OwnedAncillaryMessage};
@@ -152,7 +152,10 @@ impl Conn {
     fn new(sock: UnixSeqpacket, peer_uid: u32) -> Conn {
         let sock = Arc::new(sock);
         Conn {
-            sender: Sender { sock: sock.clone() },
+            sender: Sender {
+                sock: sock.clone(),
+                spare: Arc::default(),
+            },
             receiver: Receiver {
                 sock,
                 buf: Vec::new(),
@@ -181,22 +184,54 @@ impl Conn {
 #[derive(Clone)]
 pub struct Sender {
     sock: Arc<UnixSeqpacket>,
+    /// The encoding buffer of the last frame, kept for the next one: a fresh buffer per frame
+    /// grows by doubling (copying a 64 KiB log chunk several times) and its pages are handed
+    /// back to the kernel and faulted in again. Taken out for the duration of a send (never
+    /// locked across an await); concurrent senders simply allocate their own.
+    spare: Arc<Mutex<Vec<u8>>>,
 }
 
 impl Sender {
     /// Sends one frame, with `fds` attached; `fds` must match what `msg` declares.
     pub async fn send<M: Message>(&self, msg: &M, fds: &[BorrowedFd<'_>]) -> Result<(), IpcError> {
         codec::check_fds(msg, fds.len())?;
-        let mut buf = Vec::new();
-        codec::encode(msg, &mut buf)?;
+        let mut buf = self.take_spare();
+        let result = self.send_with(msg, fds, &mut buf).await;
+        self.keep_spare(buf);
+        result
+    }
+
+    fn take_spare(&self) -> Vec<u8> {
+        match self.spare.try_lock() {
+            Ok(mut spare) => std::mem::take(&mut *spare),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    fn keep_spare(&self, buf: Vec<u8>) {
+        if let Ok(mut spare) = self.spare.try_lock()
+            && spare.capacity() < buf.capacity()
+        {
+            *spare = buf;
+        }
+    }
+
+    async fn send_with<M: Message>(
+        &self,
+        msg: &M,
+        fds: &[BorrowedFd<'_>],
+        buf: &mut Vec<u8>,
+    ) -> Result<(), IpcError> {
+        codec::encode(msg, buf)?;
+        let buf = &buf[..];
         let sent = if fds.is_empty() {
-            self.sock.send(&buf).await?
+            self.sock.send(buf).await?
         } else {
             let mut cmsg = [0u8; CMSG_BUF_LEN];
             let mut anc = AncillaryMessageWriter::new(&mut cmsg);
             anc.add_fds(fds.iter().copied())
                 .map_err(|_| IpcError::Malformed("too many fds to send".into()))?;
-            self.sock.send_with_ancillary(&buf, &mut anc).await?
+            self.sock.send_with_ancillary(buf, &mut anc).await?
         };
         if sent != buf.len() {
             return Err(IpcError::Truncated);

@@ -21,6 +21,8 @@ use crate::store::{JobLog, StoreError};
 const BATCH_CHUNKS: u64 = 256;
 /// Bytes read from the files per blocking task (stops after the chunk that crosses it).
 const BATCH_BYTES: usize = 1 << 20;
+/// Chunk buffers a following read keeps while it waits for new output.
+const SPARE_WHILE_WAITING: usize = 2;
 
 pub struct Read {
     pub job: JobId,
@@ -85,6 +87,8 @@ async fn stream(
         progress.borrow().chunks
     };
     let mut seq = from_seq;
+    // The data buffers of chunks sent, read into again by the next batch.
+    let mut spare: Vec<Vec<u8>> = Vec::new();
     loop {
         let p = *progress.borrow_and_update();
         if p.deleted {
@@ -93,7 +97,7 @@ async fn stream(
         }
         let upto = p.chunks.min(limit);
         if seq < upto {
-            let batch = match read_batch(&log, seq, upto - seq).await {
+            let batch = match read_batch(&log, seq, upto - seq, std::mem::take(&mut spare)).await {
                 Ok(batch) => batch,
                 Err(e) => {
                     error!(%job, seq, error = %e, "cannot read stored output");
@@ -103,7 +107,11 @@ async fn stream(
             };
             for chunk in batch {
                 seq = chunk.seq + 1;
-                send(sender, incoming, FromPersistLogs::Chunk(chunk)).await?;
+                let msg = FromPersistLogs::Chunk(chunk);
+                send_ref(sender, incoming, &msg).await?;
+                if let FromPersistLogs::Chunk(sent) = msg {
+                    spare.push(sent.data);
+                }
             }
             continue;
         }
@@ -114,6 +122,9 @@ async fn stream(
             };
             return send(sender, incoming, end).await;
         }
+        // Caught up: a few buffers cover what arrives next; a follower waiting a long time
+        // should not hold a whole batch of them.
+        spare.truncate(SPARE_WHILE_WAITING);
         tokio::select! {
             // The log holds the sender, and we hold the log: this cannot fail.
             _ = progress.changed() => {}
@@ -126,12 +137,14 @@ async fn read_batch(
     log: &Arc<JobLog>,
     from: u64,
     available: u64,
+    mut spare: Vec<Vec<u8>>,
 ) -> Result<Vec<LogChunk>, StoreError> {
     let max_chunks = available.min(BATCH_CHUNKS);
     let job = log.id().clone();
     let log = log.clone();
     // History may be cold on disk: read it off the runtime threads.
-    match tokio::task::spawn_blocking(move || log.read_batch(from, max_chunks, BATCH_BYTES)).await {
+    let read = move || log.read_batch_into(from, max_chunks, BATCH_BYTES, &mut spare);
+    match tokio::task::spawn_blocking(read).await {
         Ok(r) => r,
         Err(e) => Err(StoreError::Read {
             job,
@@ -147,8 +160,17 @@ pub(crate) async fn send(
     incoming: &mut Incoming<'_>,
     msg: FromPersistLogs,
 ) -> Result<(), ReadEnd> {
+    send_ref(sender, incoming, &msg).await
+}
+
+/// [`send`], leaving the message to the caller (to reuse its buffers).
+async fn send_ref(
+    sender: &Sender,
+    incoming: &mut Incoming<'_>,
+    msg: &FromPersistLogs,
+) -> Result<(), ReadEnd> {
     tokio::select! {
-        r = sender.send(&msg, &[]) => r.map_err(|_| ReadEnd::ClientGone),
+        r = sender.send(msg, &[]) => r.map_err(|_| ReadEnd::ClientGone),
         r = incoming.as_mut() => Err(interrupted(r)),
     }
 }

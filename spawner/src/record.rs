@@ -8,8 +8,8 @@
 //! - `root/`: an empty directory the job's root filesystem is mounted on, inside the job's own
 //!   mount namespace only.
 //!
-//! Each file is replaced atomically (temp file, fsync, rename), so a reader sees the old or the
-//! new content, never a mix. Files start with a magic and version, then postcard.
+//! Each file is replaced atomically (temp file, rename), so a reader sees the old or the new
+//! content, never a mix. Files start with a magic and version, then postcard.
 
 use std::fs::{self, OpenOptions};
 use std::io::{Read, Write};
@@ -130,6 +130,11 @@ fn decode<T: DeserializeOwned>(path: &Path, bytes: &[u8]) -> Result<T, RecordErr
 }
 
 /// Replaces `path` atomically with `bytes`.
+///
+/// No fsync: the records only have to outlive the spawner (killed, restarted), and the page
+/// cache already guarantees that. After a host crash every job is gone with the machine and
+/// the frontend reconciles them as lost whatever the files say, so syncing would buy nothing
+/// and cost a disk flush on every job's start and exit path.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
     let mut options = OpenOptions::new();
@@ -138,13 +143,8 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .open(&tmp)?;
     f.write_all(bytes)?;
-    f.sync_all()?;
     drop(f);
-    fs::rename(&tmp, path)?;
-    match path.parent() {
-        Some(dir) => fs::File::open(dir)?.sync_all(),
-        None => Ok(()),
-    }
+    fs::rename(&tmp, path)
 }
 
 /// One job's record directory.

@@ -39,6 +39,27 @@ pub fn next_deadline(job: &Job) -> Option<u64> {
     deadlines(job).into_iter().flatten().min()
 }
 
+/// Whether the SIGTERM just sent was dropped where it would have ended any other process, so
+/// the kill is due at once: the job is its PID 1 alone, and PID 1 leaves SIGTERM at its
+/// default action (neither caught, ignored nor blocked). The default action is to terminate,
+/// but the kernel drops signals sent into a pid namespace that its init does not handle; the
+/// kill gives the stop the effect it would have had. A job that ignores or handles SIGTERM
+/// keeps its grace period. The cgroup is read after the status: if it still holds only that
+/// pid, the status was the job's init's (nothing can enter the cgroup to reuse the pid).
+fn sigterm_is_void(job: &Job) -> bool {
+    let (Some(started), Some(cg)) = (&job.started, &job.cgroup) else {
+        return false;
+    };
+    let pid = started.job_pid;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let mask = |key| status.lines().find_map(|l| l.strip_prefix(key));
+    let mask = |key| mask(key).and_then(|m| u64::from_str_radix(m.trim(), 16).ok());
+    let term = 1u64 << (Signal::SIGTERM as u32 - 1);
+    let untouched = |key| mask(key).is_some_and(|m| m & term == 0);
+    let default = ["SigCgt:", "SigIgn:", "SigBlk:"].into_iter().all(untouched);
+    default && cg.pids().is_ok_and(|p| p == [pid])
+}
+
 impl Spawner {
     /// StopJob.
     pub fn stop_request(&mut self, id: &JobId, grace_ms: u32) -> SpawnerReply {
@@ -69,12 +90,14 @@ impl Spawner {
         {
             tracing::warn!(job = %id, error = %e, "SIGTERM failed");
         }
-        if grace_ms == 0 {
+        if grace_ms == 0 || sigterm_is_void(job) {
             self.kill_job(id);
         }
     }
 
-    /// The end of a grace period: kill everything in the job.
+    /// The end of a grace period: kill everything in the job. No waiting here (this loop
+    /// serves every job): killing PID 1 ends its pid namespace, the job's exit comes through
+    /// the shim as usual, and the release empties the cgroup for good.
     fn kill_job(&mut self, id: &JobId) {
         let Some(job) = self.jobs.get_mut(id) else {
             return;
@@ -84,7 +107,7 @@ impl Spawner {
             let _ = sys::pidfd_send_signal(p.as_fd(), Signal::SIGKILL);
         }
         if let Some(cg) = &job.cgroup
-            && let Err(e) = cg.kill_all()
+            && let Err(e) = cg.signal_all(Signal::SIGKILL)
         {
             tracing::error!(job = %id, error = %e, "cannot kill every process of the job");
         }

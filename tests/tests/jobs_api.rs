@@ -541,6 +541,10 @@ fn metrics_of_a_busy_job_show_its_cpu() {
         assert!(e.memory_bytes > 0, "{e:?}");
         assert_eq!((e.gpu_percent, e.gpu_memory_bytes), (0.0, 0));
     }
+    // Let the history span a sampling interval whatever the live read saw: the stop ends this
+    // job at once (its PID 1 leaves SIGTERM at the default action, so the spawner kills it
+    // without waiting out the grace period).
+    std::thread::sleep(Duration::from_millis(1500));
     sys.rnx(&["job", "stop", &job.id]).expect_ok("stop");
     sys.wait_done(&job, Duration::from_secs(30));
 

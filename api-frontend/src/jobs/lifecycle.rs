@@ -3,7 +3,7 @@
 //! reconciled with the spawner's, so no job stays RUNNING forever after a restart.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use joblet_ipc_proto::RemoteErrorKind;
@@ -20,19 +20,25 @@ use crate::links::spawner::LinkEvent;
 const REPLY_TIMEOUT: Duration = Duration::from_secs(15);
 /// Pause before retrying work that failed because stated was unavailable.
 const RETRY_AFTER: Duration = Duration::from_secs(2);
-/// Pause before recording an exit whose start is still being recorded.
-const START_RACE_WAIT: Duration = Duration::from_millis(100);
+/// Longest wait for a start being recorded before the exit handler looks again; the
+/// notification normally comes first (a start is recorded within one stated round trip).
+const START_WAIT_LIMIT: Duration = Duration::from_secs(2);
 
 pub const LOST_MESSAGE: &str = "the job's process was not found after a restart";
 
-/// Work that failed and is tried again later.
-enum Retry {
-    Reconcile,
-    Exit {
-        job: JobId,
-        outcome: JobOutcome,
-        ended_ns: u64,
-    },
+/// An exit reported by the spawner, to be recorded in stated.
+struct Exit {
+    job: JobId,
+    outcome: JobOutcome,
+    ended_ns: u64,
+}
+
+/// What recording an exit came to.
+enum Recorded {
+    /// The job is in its final state (or gone): acknowledge the exit to the spawner.
+    Done,
+    /// This frontend is still recording the job's start; record the exit after it.
+    StartPending,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -43,99 +49,114 @@ enum ReconcileError {
     Spawner(LinkError),
 }
 
+/// The jobs whose exit is being recorded, so a repeated report does not start a second
+/// recorder while the first one waits or retries.
+#[derive(Clone, Default)]
+struct ExitsInFlight(Arc<Mutex<HashSet<JobId>>>);
+
+impl ExitsInFlight {
+    fn lock(&self) -> MutexGuard<'_, HashSet<JobId>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether the caller is the one to record this job's exit.
+    fn claim(&self, job: &JobId) -> bool {
+        self.lock().insert(job.clone())
+    }
+
+    fn release(&self, job: &JobId) {
+        self.lock().remove(job);
+    }
+}
+
 /// Runs until the link's event channel closes.
+///
+/// Each exit is recorded by a task of its own, so exits are recorded concurrently (stated
+/// commits them together) and one job waiting for its start to be recorded, or for stated to
+/// come back, holds up no other.
 pub async fn run(app: Arc<App>, mut events: mpsc::UnboundedReceiver<LinkEvent>) {
-    let (retry_tx, mut retries) = mpsc::unbounded_channel::<Retry>();
-    // One pending retry per job (or reconciliation), however often the spawner repeats.
-    let mut waiting: HashSet<Option<JobId>> = HashSet::new();
+    let (retry_tx, mut retries) = mpsc::unbounded_channel::<()>();
+    let exits = ExitsInFlight::default();
+    // One pending reconciliation retry, however often the spawner reconnects.
+    let mut reconcile_pending = false;
     loop {
-        let work = tokio::select! {
+        tokio::select! {
             ev = events.recv() => match ev {
-                Some(LinkEvent::Connected) => Retry::Reconcile,
+                Some(LinkEvent::Connected) => {}
                 Some(LinkEvent::Event(SpawnerEvent::Exited { job, outcome, ended_ns })) => {
-                    Retry::Exit { job, outcome, ended_ns }
+                    if exits.claim(&job) {
+                        let exit = Exit { job, outcome, ended_ns };
+                        tokio::spawn(settle_exit(app.clone(), exits.clone(), exit));
+                    }
+                    continue;
                 }
                 None => return,
             },
-            Some(r) = retries.recv() => {
-                waiting.remove(&retry_key(&r));
-                r
-            }
-        };
-        if let Some((again, after)) = handle(&app, work).await
-            && waiting.insert(retry_key(&again))
-        {
+            Some(()) = retries.recv() => reconcile_pending = false,
+        }
+        if reconcile_with_retry(&app).await && !reconcile_pending {
+            reconcile_pending = true;
             let tx = retry_tx.clone();
             tokio::spawn(async move {
-                tokio::time::sleep(after).await;
-                let _ = tx.send(again);
+                tokio::time::sleep(RETRY_AFTER).await;
+                let _ = tx.send(());
             });
         }
     }
 }
 
-fn retry_key(r: &Retry) -> Option<JobId> {
-    match r {
-        Retry::Reconcile => None,
-        Retry::Exit { job, .. } => Some(job.clone()),
+/// Reconciles; returns whether it must be retried later.
+async fn reconcile_with_retry(app: &App) -> bool {
+    match reconcile(app).await {
+        Ok(()) => false,
+        // The next connection brings its own reconciliation.
+        Err(e @ ReconcileError::Spawner(_)) => {
+            tracing::warn!(error = %e, "reconciliation postponed to the next spawner connection");
+            false
+        }
+        Err(e @ ReconcileError::State(_)) => {
+            tracing::warn!(error = %e, "reconciliation failed; retrying");
+            true
+        }
     }
 }
 
-/// Does one piece of work; returns it back with a delay if it must be retried.
-async fn handle(app: &App, work: Retry) -> Option<(Retry, Duration)> {
-    match work {
-        Retry::Reconcile => match reconcile(app).await {
-            Ok(()) => None,
-            // The next connection brings its own reconciliation.
-            Err(e @ ReconcileError::Spawner(_)) => {
-                tracing::warn!(error = %e, "reconciliation postponed to the next spawner connection");
-                None
+/// Records one exit, waiting for the job's start to be recorded first if this frontend is
+/// recording it right now (a job can end before RunJob has recorded RUNNING), then
+/// acknowledges it to the spawner.
+async fn settle_exit(app: Arc<App>, exits: ExitsInFlight, exit: Exit) {
+    loop {
+        match record_exit(&app, &exit).await {
+            Ok(Recorded::Done) => {
+                acknowledge(&app, &exit.job).await;
+                break;
             }
-            Err(e @ ReconcileError::State(_)) => {
-                tracing::warn!(error = %e, "reconciliation failed; retrying");
-                Some((Retry::Reconcile, RETRY_AFTER))
+            Ok(Recorded::StartPending) => {
+                let started = app.tracker.start_recorded(&exit.job);
+                let _ = tokio::time::timeout(START_WAIT_LIMIT, started).await;
             }
-        },
-        Retry::Exit {
-            job,
-            outcome,
-            ended_ns,
-        } => match record_exit(app, &job, &outcome, ended_ns).await {
-            Ok(true) => {
-                acknowledge(app, &job).await;
-                None
-            }
-            Ok(false) => Some((
-                Retry::Exit {
-                    job,
-                    outcome,
-                    ended_ns,
-                },
-                START_RACE_WAIT,
-            )),
             Err(e) => {
-                tracing::warn!(job = %job, error = %e, "cannot record a job's exit yet; retrying");
-                Some((
-                    Retry::Exit {
-                        job,
-                        outcome,
-                        ended_ns,
-                    },
-                    RETRY_AFTER,
-                ))
+                tracing::warn!(job = %exit.job, error = %e, "cannot record a job's exit yet; retrying");
+                tokio::time::sleep(RETRY_AFTER).await;
             }
-        },
+        }
     }
+    exits.release(&exit.job);
 }
 
-/// Moves the job to its final state. `Ok(false)`: its start is still being recorded, try
-/// again shortly. Repeated exits are harmless: terminal states never change.
-async fn record_exit(
-    app: &App,
-    job: &JobId,
-    outcome: &JobOutcome,
-    ended_ns: u64,
-) -> Result<bool, LinkError> {
+/// Moves the job to its final state. Repeated exits are harmless: terminal states never
+/// change.
+async fn record_exit(app: &App, exit: &Exit) -> Result<Recorded, LinkError> {
+    let Exit {
+        job,
+        outcome,
+        ended_ns,
+    } = exit;
+    let ended_ns = *ended_ns;
+    // Asking stated now would only be refused (INITIALIZING cannot end): wait for the start.
+    if app.tracker.is_starting(job) {
+        return Ok(Recorded::StartPending);
+    }
     let to = outcome.final_state();
     let first = app
         .state
@@ -149,19 +170,27 @@ async fn record_exit(
                 Ok(r) => r,
                 Err(e) if e.remote_kind() == Some(RemoteErrorKind::NotFound) => {
                     app.tracker.ended(job);
-                    return Ok(true);
+                    return Ok(Recorded::Done);
                 }
                 Err(e) => return Err(e),
             };
             match record.state {
                 s if s.is_terminal() => {}
-                JobState::Initializing if app.tracker.is_starting(job) => return Ok(false),
+                JobState::Initializing if app.tracker.is_starting(job) => {
+                    return Ok(Recorded::StartPending);
+                }
                 JobState::Initializing => {
                     // Started, but the start was never recorded (the frontend restarted).
                     let started = spawned(app, job).await.map_or(ended_ns, |s| s.started_ns);
                     app.state
                         .transition(job, JobState::Running, started, None)
                         .await?;
+                    app.state
+                        .transition(job, to, ended_ns, Some(outcome.clone()))
+                        .await?;
+                }
+                // The start was recorded between the refusal and the read: end it now.
+                JobState::Running => {
                     app.state
                         .transition(job, to, ended_ns, Some(outcome.clone()))
                         .await?;
@@ -173,7 +202,7 @@ async fn record_exit(
     }
     tracing::info!(job = %job, state = %to, exit_code = outcome.exit_code, reason = outcome.reason.as_str(), "job ended");
     app.tracker.ended(job);
-    Ok(true)
+    Ok(Recorded::Done)
 }
 
 async fn acknowledge(app: &App, job: &JobId) {

@@ -6,6 +6,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use joblet_ipc_proto::job::JobId;
+use tokio::sync::Notify;
 
 #[derive(Default)]
 struct Inner {
@@ -20,6 +21,8 @@ struct Inner {
 #[derive(Clone, Default)]
 pub struct Tracker {
     inner: Arc<Mutex<Inner>>,
+    /// Woken whenever a job leaves the "starting" phase.
+    start_ended: Arc<Notify>,
 }
 
 /// Why a job may not start now.
@@ -54,6 +57,18 @@ impl Tracker {
 
     pub fn is_starting(&self, job: &JobId) -> bool {
         self.lock().starting.contains(job)
+    }
+
+    /// Resolves once `job` is not being started (at once if it is not).
+    pub async fn start_recorded(&self, job: &JobId) {
+        loop {
+            // Registered before the check, so a start ending in between still wakes it.
+            let ended = self.start_ended.notified();
+            if !self.is_starting(job) {
+                return;
+            }
+            ended.await;
+        }
     }
 
     pub fn active_count(&self) -> usize {
@@ -110,11 +125,14 @@ impl Starting {
 
 impl Drop for Starting {
     fn drop(&mut self) {
-        let mut inner = self.tracker.lock();
-        inner.starting.remove(&self.job);
-        if let Some(t) = inner.touched.as_mut() {
-            t.insert(self.job.clone());
+        {
+            let mut inner = self.tracker.lock();
+            inner.starting.remove(&self.job);
+            if let Some(t) = inner.touched.as_mut() {
+                t.insert(self.job.clone());
+            }
         }
+        self.tracker.start_ended.notify_waiters();
     }
 }
 
@@ -143,6 +161,30 @@ mod tests {
         t.ended(&id(3));
         assert!(t.reserve(&id(4), 2).is_ok());
         assert!(t.reserve(&id(5), 0).is_ok(), "0 means unlimited");
+    }
+
+    #[tokio::test]
+    async fn a_start_ending_wakes_its_waiter() {
+        let t = Tracker::default();
+        t.start_recorded(&id(1)).await;
+        let starting = t.reserve(&id(1), 0).unwrap();
+        let other = t.reserve(&id(2), 0).unwrap();
+        let waiter = tokio::spawn({
+            let t = t.clone();
+            async move { t.start_recorded(&id(1)).await }
+        });
+        tokio::task::yield_now().await;
+        drop(other);
+        tokio::task::yield_now().await;
+        assert!(
+            !waiter.is_finished(),
+            "another job's start is not this one's"
+        );
+        drop(starting);
+        tokio::time::timeout(std::time::Duration::from_secs(5), waiter)
+            .await
+            .expect("woken when its start ended")
+            .unwrap();
     }
 
     #[test]

@@ -106,6 +106,15 @@ fn appends_and_reads_by_sequence() {
     // Data files are plain concatenations of each stream.
     let stdout = std::fs::read(store.jobs_dir().join(JOB).join("stdout")).unwrap();
     assert_eq!(stdout, b"first\nsecond\n");
+    // Reused buffers (longer, shorter, full of old bytes) give exactly the same chunks.
+    let mut spare = vec![vec![0xAA; 100_000], vec![0xBB; 2], Vec::new()];
+    let reused = log.read_batch_into(0, 10, usize::MAX, &mut spare).unwrap();
+    assert!(
+        reused == read_all(&log),
+        "{:?}",
+        reused.iter().map(|c| &c.data).collect::<Vec<_>>()
+    );
+    assert!(spare.is_empty(), "every spare buffer was used");
 }
 
 #[test]

@@ -97,8 +97,14 @@ impl LogWriter {
 
     /// Makes the output durable and writes the end record: after this returns `Ok`, the
     /// spawner may close its copies of the pipes. Blocking (fsync); call it off the runtime.
+    ///
+    /// Followers are told the output is complete before the syncs: every byte is already in
+    /// the page cache and indexed, so they can read it all; the syncs are for the stored
+    /// history after a power cut, which no follower waits on. The end record still goes to the
+    /// index only after the data is on disk (recovery trusts a log that ends with it).
     pub fn finish(&mut self) -> Result<(), StoreError> {
         self.write_pending()?;
+        self.log.progress.send_modify(|p| p.complete = true);
         let sync_err = |source| StoreError::Sync {
             job: self.log.id().clone(),
             source,
@@ -111,8 +117,8 @@ impl LogWriter {
         };
         self.write_record(&end)?;
         self.log.files.index.sync_data().map_err(sync_err)?;
+        self.log.sync_new_dir()?;
         self.finished = true;
-        self.log.progress.send_modify(|p| p.complete = true);
         Ok(())
     }
 

@@ -16,7 +16,10 @@ use crate::output::print_json_line;
 
 /// How long the final status may lag behind the end of the output.
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(10);
-const SETTLE_POLL: Duration = Duration::from_millis(200);
+/// The first re-poll comes quickly (the exit is usually recorded within a millisecond or two
+/// of the output's end), then the pause doubles up to [`SETTLE_POLL_MAX`].
+const SETTLE_POLL_FIRST: Duration = Duration::from_millis(2);
+const SETTLE_POLL_MAX: Duration = Duration::from_millis(200);
 /// The shell's code for "interrupted by Ctrl-C".
 const INTERRUPTED: u8 = 130;
 
@@ -78,6 +81,7 @@ async fn wait_until_ended(
     uuid: &str,
 ) -> Result<(GetJobStatusResponse, EndInfo), CliError> {
     let deadline = Instant::now() + SETTLE_TIMEOUT;
+    let mut pause = SETTLE_POLL_FIRST;
     loop {
         let request = GetJobStatusRequest {
             uuid: uuid.to_string(),
@@ -97,7 +101,8 @@ async fn wait_until_ended(
                 status.status
             )));
         }
-        tokio::time::sleep(SETTLE_POLL).await;
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(SETTLE_POLL_MAX);
     }
 }
 

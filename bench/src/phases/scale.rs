@@ -341,8 +341,9 @@ fn section(ctx: &Ctx, n: usize, m: &Measured) -> Section {
     ));
     s.note(
         "stop: StopJob sends SIGTERM, then kills after joblet.cleanupTimeout; `sleep` as PID 1 \
-         of its namespace has no SIGTERM handler, so the kernel drops the SIGTERM and every job \
-         waits out the grace period",
+         of its namespace leaves SIGTERM at its default action, which the kernel drops for a \
+         namespace's init, so the spawner, seeing it alone in its cgroup, kills it at once \
+         (a job that handles or ignores SIGTERM keeps its grace period)",
     );
     s
 }

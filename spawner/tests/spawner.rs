@@ -224,7 +224,8 @@ fn stop_sends_sigterm_then_kills() {
         &job,
         sh("trap 'echo got-term; exit 7' TERM; echo ready; while :; do sleep 0.1; done"),
     );
-    std::thread::sleep(Duration::from_millis(300));
+    // A SIGTERM before the trap is set would end the job at once (see the next case).
+    h.persistd.wait_line(&job, "ready", T);
     assert!(matches!(c.stop(&job, 5_000), SpawnerReply::Stopping));
     let o = c.finish_job(&job, T);
     assert_eq!((o.reason, o.exit_code), (EndReason::Stopped, 7), "{o:?}");
@@ -232,7 +233,8 @@ fn stop_sends_sigterm_then_kills() {
 
     // Ignores SIGTERM: killed after the grace period.
     let job = new_job_id();
-    c.start_ok(&job, sh("trap '' TERM; sleep 60"));
+    c.start_ok(&job, sh("trap '' TERM; echo ready; sleep 60"));
+    h.persistd.wait_line(&job, "ready", T);
     let t0 = std::time::Instant::now();
     assert!(matches!(c.stop(&job, 300), SpawnerReply::Stopping));
     let o = c.finish_job(&job, T);

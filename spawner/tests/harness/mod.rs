@@ -141,6 +141,19 @@ impl Persistd {
             .unwrap_or_default()
     }
 
+    /// Waits until `job` wrote `line` on stdout (a job ready for what the test does next).
+    pub fn wait_line(&self, job: &JobId, line: &str, timeout: Duration) {
+        let end = Instant::now() + timeout;
+        loop {
+            let out = self.output(job).stdout;
+            if String::from_utf8_lossy(&out).lines().any(|l| l == line) {
+                return;
+            }
+            assert!(Instant::now() < end, "job never printed {line:?}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Waits until both streams of `job` reached end of file.
     pub fn wait_drained(&self, job: &JobId, timeout: Duration) -> Captured {
         let end = Instant::now() + timeout;

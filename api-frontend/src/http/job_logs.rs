@@ -7,18 +7,16 @@
 //! after that chunk, and a persistd connection that breaks mid-stream is resumed from the
 //! next sequence number: no gap, no duplicate.
 //!
-//! This is an adapter over persistd's log channel rather than a reuse of GetJobLogs, whose
-//! stream (the public `DataChunk`) carries neither the stream name nor the sequence number.
+//! This forwards the same resumable read as GetJobLogs ([`LogRead`]) rather than GetJobLogs'
+//! stream, whose public `DataChunk` carries neither the stream name nor the sequence number.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
 use bytes::Bytes;
-use joblet_ipc_proto::RemoteErrorKind;
-use joblet_ipc_proto::channel::logs::{FromPersistLogs, LogChunk};
-use joblet_ipc_proto::codec::Message;
-use joblet_ipc_proto::job::{JobId, Stream};
+use joblet_ipc_proto::channel::logs::LogChunk;
+use joblet_ipc_proto::job::Stream;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tonic::body::Body;
@@ -27,20 +25,14 @@ use tonic::{Code, Status};
 
 use super::{end_event, enter, error_event, reply, sse};
 use crate::app::App;
-use crate::errors::LinkError;
 use crate::identity::Peer;
+use crate::jobs::log_read::{Forward, LogRead, Step};
 use crate::jobs::lookup;
 use crate::links::logs::LogReader;
 use crate::rbac::Rpc;
 
 /// Events buffered towards a slow client before persistd is made to wait.
 const BUFFER: usize = 16;
-/// How often a following read checks whether the job has ended.
-const STATE_POLL: Duration = Duration::from_secs(2);
-/// How long after the job ended persistd may take to report its output complete.
-const TERMINAL_GRACE: Duration = Duration::from_secs(5);
-/// Consecutive failed attempts to reach persistd before the stream ends with an error.
-const MAX_FAILURES: u32 = 8;
 /// A comment is sent after this much silence, so idle connections stay open.
 pub const KEEPALIVE: Duration = Duration::from_secs(15);
 
@@ -65,23 +57,19 @@ pub async fn serve(
     };
     call.set_job(record.id.as_str());
     let (tx, rx) = mpsc::channel(BUFFER);
-    let mut pump = Pump {
-        app,
-        job: record.id,
-        tx,
-        next_seq: after.map_or(0, |s| s.saturating_add(1)),
-        failures: 0,
-    };
+    let next_seq = after.map_or(0, |s| s.saturating_add(1));
+    let mut read = LogRead::new(app.clone(), record.id, next_seq);
+    let mut door = Door { tx };
     let follow = follow && !record.state.is_terminal();
     tokio::spawn(async move {
-        let code = match pump.run(follow).await {
+        let code = match read.run(&mut door, follow).await {
             Ok(()) => {
-                let end = end_event(&pump.app, &pump.job, follow).await;
-                let _ = pump.tx.send(end).await;
+                let end = end_event(&app, &read.job, follow).await;
+                let _ = door.tx.send(end).await;
                 Code::Ok
             }
             Err(status) => {
-                let _ = pump.tx.send(error_event(&status)).await;
+                let _ = door.tx.send(error_event(&status)).await;
                 status.code()
             }
         };
@@ -100,137 +88,55 @@ pub fn chunk_event(c: &LogChunk) -> Bytes {
     sse::event(name, Some(&c.seq.to_string()), &data)
 }
 
-#[derive(Debug)]
-enum Step {
-    Done,
-    Reconnect,
-    StopFollowing,
-    NotStored,
-}
-
-struct Pump {
-    app: Arc<App>,
-    job: JobId,
+/// The SSE side of the read: one event per chunk, and a keepalive comment after silence.
+struct Door {
     tx: mpsc::Sender<Bytes>,
-    /// The first sequence number not yet sent.
-    next_seq: u64,
-    failures: u32,
 }
 
-impl Pump {
-    async fn run(&mut self, mut follow: bool) -> Result<(), Status> {
-        let mut opened = false;
-        loop {
-            let step = match self.app.logs.read(&self.job, self.next_seq, follow).await {
-                Ok(mut reader) => {
-                    opened = true;
-                    self.forward(&mut reader, follow).await?
-                }
-                Err(e) if !opened => return Err(e.into()),
-                Err(e) => {
-                    tracing::warn!(job = %self.job, error = %e, "cannot open a log read");
-                    Step::Reconnect
-                }
-            };
-            match step {
-                Step::Done => return Ok(()),
-                Step::StopFollowing => follow = false,
-                Step::Reconnect => {
-                    self.failures += 1;
-                    if self.failures > MAX_FAILURES {
-                        return Err(LinkError::unavailable(
-                            "persistd",
-                            format!("the log stream of job {} broke too often", self.job),
-                        )
-                        .into());
-                    }
-                    self.pause(Duration::from_millis(100 << self.failures.min(5)))
-                        .await?;
-                }
-                Step::NotStored => {
-                    if !follow || self.job_ended().await {
-                        return Ok(());
-                    }
-                    self.pause(Duration::from_secs(1)).await?;
-                }
-            }
-        }
-    }
-
-    async fn forward(&mut self, reader: &mut LogReader, follow: bool) -> Result<Step, Status> {
-        let mut poll = tokio::time::interval(STATE_POLL);
-        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut ended_at: Option<Instant> = None;
+impl Forward for Door {
+    async fn forward(
+        &mut self,
+        read: &mut LogRead,
+        reader: &mut LogReader,
+        follow: bool,
+    ) -> Result<Step, Status> {
+        let mut poll = LogRead::end_poll();
+        let mut ended_at = None;
         let mut keepalive = tokio::time::interval_at(Instant::now() + KEEPALIVE, KEEPALIVE);
         loop {
             tokio::select! {
-                msg = reader.next() => match msg {
-                    Ok(FromPersistLogs::Chunk(c)) => {
-                        if c.seq < self.next_seq {
-                            continue;
-                        }
-                        self.next_seq = c.seq + 1;
-                        self.failures = 0;
+                msg = reader.next() => match read.on_message(msg, follow) {
+                    Ok(Some(c)) => {
                         self.send(chunk_event(&c)).await?;
                         keepalive.reset();
                     }
-                    Ok(FromPersistLogs::End { next_seq, complete }) => {
-                        self.next_seq = self.next_seq.max(next_seq);
-                        return Ok(if !follow || complete { Step::Done } else { Step::Reconnect });
-                    }
-                    Ok(FromPersistLogs::Error(e)) if e.kind == RemoteErrorKind::NotFound => {
-                        return Ok(Step::NotStored);
-                    }
-                    Ok(FromPersistLogs::Error(e)) => return Err(LinkError::Remote(e).into()),
-                    Ok(other) => {
-                        return Err(LinkError::Unexpected {
-                            daemon: "persistd",
-                            request: "Read",
-                            got: other.name(),
-                        }
-                        .into());
-                    }
-                    Err(e) => {
-                        tracing::warn!(job = %self.job, error = %e, next_seq = self.next_seq,
-                            "persistd connection broke mid-stream; resuming");
-                        return Ok(Step::Reconnect);
-                    }
+                    Ok(None) => {}
+                    Err(end) => return end,
                 },
                 _ = poll.tick(), if follow => {
-                    if self.job_ended().await {
-                        let since = *ended_at.get_or_insert_with(Instant::now);
-                        if since.elapsed() >= TERMINAL_GRACE {
-                            return Ok(Step::StopFollowing);
-                        }
+                    if let Some(step) = read.check_end(&mut ended_at).await {
+                        return Ok(step);
                     }
                 }
                 _ = keepalive.tick() => self.send(sse::comment("keepalive")).await?,
-                _ = self.tx.closed() => return Err(client_gone()),
+                _ = self.tx.closed() => return Err(self.client_gone()),
             }
         }
     }
 
-    async fn send(&self, event: Bytes) -> Result<(), Status> {
-        self.tx.send(event).await.map_err(|_| client_gone())
+    async fn client_closed(&self) {
+        self.tx.closed().await
     }
 
-    async fn job_ended(&self) -> bool {
-        match self.app.state.get(&self.job).await {
-            Ok(r) => r.state.is_terminal(),
-            Err(e) => e.remote_kind() == Some(RemoteErrorKind::NotFound),
-        }
-    }
-
-    async fn pause(&self, d: Duration) -> Result<(), Status> {
-        tokio::select! {
-            _ = tokio::time::sleep(d) => Ok(()),
-            _ = self.tx.closed() => Err(client_gone()),
-        }
+    fn client_gone(&self) -> Status {
+        Status::cancelled("the client closed the event stream")
     }
 }
 
-fn client_gone() -> Status {
-    Status::cancelled("the client closed the event stream")
+impl Door {
+    async fn send(&self, event: Bytes) -> Result<(), Status> {
+        self.tx.send(event).await.map_err(|_| self.client_gone())
+    }
 }
 
 #[cfg(test)]

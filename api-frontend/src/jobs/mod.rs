@@ -6,6 +6,7 @@ pub mod convert;
 pub mod duration;
 pub mod launch;
 pub mod lifecycle;
+pub mod log_read;
 pub mod logs;
 pub mod lookup;
 pub mod manage;

@@ -1,0 +1,197 @@
+//! A resumable read of one job's stored output from persistd, shared by the two front doors
+//! that serve it (GetJobLogs, and the SSE endpoint). Every chunk has a sequence number, so
+//! after a broken connection the read resumes from the next number: no gap, no duplicate.
+//! Each front door only forwards one read's chunks in its own form ([`Forward`]).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use joblet_ipc_proto::RemoteErrorKind;
+use joblet_ipc_proto::channel::logs::{FromPersistLogs, LogChunk};
+use joblet_ipc_proto::codec::Message;
+use joblet_ipc_proto::error::IpcError;
+use joblet_ipc_proto::job::JobId;
+use tokio::time::{Instant, Interval};
+use tonic::Status;
+
+use crate::app::App;
+use crate::errors::LinkError;
+use crate::links::logs::LogReader;
+
+/// How often a following read checks whether the job has ended.
+const STATE_POLL: Duration = Duration::from_secs(2);
+/// How long after the job ended persistd may take to report its output complete before
+/// the read switches to reading what is stored and ending.
+const TERMINAL_GRACE: Duration = Duration::from_secs(5);
+/// Consecutive failed attempts to reach persistd before the read ends UNAVAILABLE.
+const MAX_FAILURES: u32 = 8;
+
+/// What to do after one read ended.
+#[derive(Debug)]
+pub enum Step {
+    Done,
+    Reconnect,
+    StopFollowing,
+    NotStored,
+}
+
+/// One front door's side of the read: forwarding one persistd read, and its client.
+pub trait Forward {
+    /// Forwards `reader`'s chunks (through [`LogRead::on_message`]) until the read ends or
+    /// breaks.
+    fn forward(
+        &mut self,
+        read: &mut LogRead,
+        reader: &mut LogReader,
+        follow: bool,
+    ) -> impl Future<Output = Result<Step, Status>> + Send;
+
+    /// Resolves when the client went away.
+    fn client_closed(&self) -> impl Future<Output = ()> + Send;
+
+    /// The status ending the read when the client went away.
+    fn client_gone(&self) -> Status;
+}
+
+/// Where a read of one job's output is, and how often persistd failed it in a row.
+pub struct LogRead {
+    pub app: Arc<App>,
+    pub job: JobId,
+    /// The first sequence number not yet forwarded.
+    pub next_seq: u64,
+    failures: u32,
+}
+
+impl LogRead {
+    pub fn new(app: Arc<App>, job: JobId, next_seq: u64) -> LogRead {
+        LogRead {
+            app,
+            job,
+            next_seq,
+            failures: 0,
+        }
+    }
+
+    /// Reads, resuming after every break, until the output ended (or, with `follow`, until
+    /// the job ended and its output is complete).
+    pub async fn run(&mut self, door: &mut impl Forward, mut follow: bool) -> Result<(), Status> {
+        let mut opened = false;
+        loop {
+            let step = match self.app.logs.read(&self.job, self.next_seq, follow).await {
+                Ok(mut reader) => {
+                    opened = true;
+                    door.forward(self, &mut reader, follow).await?
+                }
+                // persistd is down from the start: say so now rather than after retries.
+                Err(e) if !opened => return Err(e.into()),
+                Err(e) => {
+                    tracing::warn!(job = %self.job, error = %e, "cannot open a log read");
+                    Step::Reconnect
+                }
+            };
+            match step {
+                Step::Done => return Ok(()),
+                Step::StopFollowing => follow = false,
+                Step::Reconnect => {
+                    self.failures += 1;
+                    if self.failures > MAX_FAILURES {
+                        return Err(LinkError::unavailable(
+                            "persistd",
+                            format!("the log stream of job {} broke too often", self.job),
+                        )
+                        .into());
+                    }
+                    let delay = Duration::from_millis(100 << self.failures.min(5));
+                    pause(door, delay).await?;
+                }
+                Step::NotStored => {
+                    // A job that ended with nothing stored has an empty log; a live one may
+                    // not have handed its output over yet.
+                    if !follow || self.job_ended().await {
+                        return Ok(());
+                    }
+                    pause(door, Duration::from_secs(1)).await?;
+                }
+            }
+        }
+    }
+
+    /// One message of persistd's read: `Ok(Some(chunk))` to forward, `Ok(None)` for a
+    /// chunk already forwarded, `Err(Ok(step))` when this read ends, `Err(Err(status))`
+    /// when the whole read fails.
+    pub fn on_message(
+        &mut self,
+        msg: Result<FromPersistLogs, IpcError>,
+        follow: bool,
+    ) -> Result<Option<LogChunk>, Result<Step, Status>> {
+        match msg {
+            Ok(FromPersistLogs::Chunk(c)) if c.seq < self.next_seq => Ok(None),
+            Ok(FromPersistLogs::Chunk(c)) => {
+                self.next_seq = c.seq + 1;
+                self.failures = 0;
+                Ok(Some(c))
+            }
+            Ok(FromPersistLogs::End { next_seq, complete }) => {
+                self.next_seq = self.next_seq.max(next_seq);
+                // A following read ends only when the output is complete; an early end
+                // (persistd restarting) is resumed.
+                Err(Ok(if !follow || complete {
+                    Step::Done
+                } else {
+                    Step::Reconnect
+                }))
+            }
+            Ok(FromPersistLogs::Error(e)) if e.kind == RemoteErrorKind::NotFound => {
+                Err(Ok(Step::NotStored))
+            }
+            Ok(FromPersistLogs::Error(e)) => Err(Err(LinkError::Remote(e).into())),
+            Ok(other) => Err(Err(LinkError::Unexpected {
+                daemon: "persistd",
+                request: "Read",
+                got: other.name(),
+            }
+            .into())),
+            Err(e) => {
+                tracing::warn!(job = %self.job, error = %e, next_seq = self.next_seq,
+                    "persistd connection broke mid-stream; resuming");
+                Err(Ok(Step::Reconnect))
+            }
+        }
+    }
+
+    /// The timer of a following read's checks for the job's end.
+    pub fn end_poll() -> Interval {
+        let mut poll = tokio::time::interval(STATE_POLL);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        poll
+    }
+
+    /// At a tick of [`LogRead::end_poll`]: `Some(StopFollowing)` once the job has been
+    /// over for longer than persistd may take to complete its output.
+    pub async fn check_end(&self, ended_at: &mut Option<Instant>) -> Option<Step> {
+        if !self.job_ended().await {
+            return None;
+        }
+        let since = *ended_at.get_or_insert_with(Instant::now);
+        (since.elapsed() >= TERMINAL_GRACE).then(|| {
+            tracing::debug!(job = %self.job, "job ended but its output is not complete; reading what is stored");
+            Step::StopFollowing
+        })
+    }
+
+    /// Whether the job is terminal (or gone); an unreachable stated counts as "not yet".
+    pub async fn job_ended(&self) -> bool {
+        match self.app.state.get(&self.job).await {
+            Ok(r) => r.state.is_terminal(),
+            Err(e) => e.remote_kind() == Some(RemoteErrorKind::NotFound),
+        }
+    }
+}
+
+/// Waits `d`, unless the client goes away first.
+async fn pause(door: &impl Forward, d: Duration) -> Result<(), Status> {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => Ok(()),
+        _ = door.client_closed() => Err(door.client_gone()),
+    }
+}

@@ -96,20 +96,11 @@ impl System {
         let mut sys = Self::prepare(edit);
         sys.spawn_supervisor();
         let mut child = sys.supervisor.take().expect("joblet started");
-        let start = Instant::now();
         let mut tree = std::collections::HashSet::new();
-        let status = loop {
-            if let Some(status) = child.try_wait().expect("wait joblet") {
-                break status;
-            }
-            tree.extend(host::descendants(child.id() as i32));
-            if start.elapsed() > limit {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("joblet still runs after {limit:?}:\n{}", sys.log_text());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        };
+        let status = wait_exit(&mut child, limit, |pid| {
+            tree.extend(host::descendants(pid));
+        })
+        .unwrap_or_else(|| panic!("joblet still runs after {limit:?}:\n{}", sys.log_text()));
         let tree: Vec<host::Proc> = tree.into_iter().collect();
         let leftovers = host::leftovers(&tree, sys.dir.path(), &sys.cgroup_base, &sys.before);
         assert!(
@@ -352,22 +343,7 @@ impl System {
     /// previous run's log is kept as `joblet.log.<n>`.
     pub fn restart(&mut self) {
         let mut child = self.supervisor.take().expect("running");
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(child.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        )
-        .expect("signal joblet");
-        let start = Instant::now();
-        let status = loop {
-            if let Some(s) = child.try_wait().expect("wait joblet") {
-                break s;
-            }
-            if start.elapsed() > Duration::from_secs(60) {
-                let _ = child.kill();
-                panic!("joblet did not stop within 60 s:\n{}", self.log_text());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        };
+        let status = self.terminate(&mut child);
         assert!(
             status.success(),
             "joblet exited with {status} on restart:\n{}",
@@ -389,22 +365,7 @@ impl System {
             return;
         };
         let tree = host::descendants(child.id() as i32);
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(child.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        )
-        .expect("signal joblet");
-        let start = Instant::now();
-        let status = loop {
-            if let Some(s) = child.try_wait().expect("wait joblet") {
-                break s;
-            }
-            if start.elapsed() > Duration::from_secs(60) {
-                let _ = child.kill();
-                panic!("joblet did not stop within 60 s:\n{}", self.log_text());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        };
+        let status = self.terminate(&mut child);
         assert!(
             status.success(),
             "joblet exited with {status}:\n{}",
@@ -416,6 +377,39 @@ impl System {
             "left behind after stop: {leftovers:#?}\n{}",
             self.log_text()
         );
+    }
+}
+
+impl System {
+    /// SIGTERM to the supervisor; its exit status once it is gone (60 s at most).
+    fn terminate(&self, child: &mut Child) -> std::process::ExitStatus {
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("signal joblet");
+        let limit = Duration::from_secs(60);
+        wait_exit(child, limit, |_| {})
+            .unwrap_or_else(|| panic!("joblet did not stop within 60 s:\n{}", self.log_text()))
+    }
+}
+
+/// Waits up to `limit` for `child` to exit, calling `each` with its pid while it runs; on
+/// time out the child is killed and reaped, and `None` returned.
+fn wait_exit(
+    child: &mut Child,
+    limit: Duration,
+    mut each: impl FnMut(i32),
+) -> Option<std::process::ExitStatus> {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("wait joblet") {
+            return Some(status);
+        }
+        each(child.id() as i32);
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

@@ -166,10 +166,10 @@ fn check_tree(entries: &[Entry]) -> Result<(), UploadError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn file(path: &str, content: &[u8], mode: u32) -> FileUpload {
+    pub(crate) fn file(path: &str, content: &[u8], mode: u32) -> FileUpload {
         FileUpload {
             path: path.into(),
             content: content.to_vec(),
@@ -178,7 +178,7 @@ mod tests {
         }
     }
 
-    fn dir(path: &str, mode: u32) -> FileUpload {
+    pub(crate) fn dir(path: &str, mode: u32) -> FileUpload {
         FileUpload {
             path: path.into(),
             content: Vec::new(),

@@ -243,29 +243,11 @@ fn remove_tree(path: &Path) -> std::io::Result<()> {
 mod tests {
     use super::*;
     use crate::uploads::plan::plan;
-    use joblet_api_proto::FileUpload;
+    use crate::uploads::plan::tests::{dir, file};
     use std::os::unix::fs::MetadataExt;
 
     fn job() -> JobId {
         JobId::parse(&uuid::Uuid::new_v4().to_string()).unwrap()
-    }
-
-    fn file(path: &str, content: &[u8], mode: u32) -> FileUpload {
-        FileUpload {
-            path: path.into(),
-            content: content.to_vec(),
-            mode,
-            is_directory: false,
-        }
-    }
-
-    fn dir(path: &str, mode: u32) -> FileUpload {
-        FileUpload {
-            path: path.into(),
-            content: Vec::new(),
-            mode,
-            is_directory: true,
-        }
     }
 
     fn mode(p: &Path) -> u32 {

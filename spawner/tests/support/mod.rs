@@ -5,28 +5,22 @@
 
 pub mod worker;
 
-use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::FileTypeExt;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::process::{Command, ExitStatus};
 use std::time::{Duration, Instant};
 
 use joblet_ipc_proto::job::JobId;
 use joblet_ipc_proto::settings::CgroupMode;
 use joblet_spawner::cgroup::{CgroupConfig, Cgroups};
 
+#[path = "../common/mod.rs"]
+mod common;
+pub use common::*;
+
 pub const ROOT: &str = "/sys/fs/cgroup";
-/// The env var that turns the test binary into a worker process (see `worker_process`).
-pub const WORKER_ENV: &str = "CGROUP_TEST_WORKER";
-
-static COUNTER: AtomicU32 = AtomicU32::new(0);
-
-pub fn unique() -> u32 {
-    COUNTER.fetch_add(1, Ordering::Relaxed)
-}
 
 /// A job id no other test (or test run) uses.
 pub fn new_job_id() -> JobId {
@@ -102,127 +96,8 @@ impl Drop for Fixture {
     }
 }
 
-/// A child process that waits for one line on stdin before it does its work, so it can be
-/// placed in a cgroup first. Killed and reaped on drop.
-pub struct Gated {
-    pub child: Child,
-    stdin: Option<ChildStdin>,
-    stdout: Option<BufReader<ChildStdout>>,
-}
-
-impl Gated {
-    /// Runs `script` under `sh -c` after the gate line.
-    pub fn shell(script: &str) -> Gated {
-        let mut cmd = Command::new("/bin/sh");
-        cmd.arg("-c")
-            .arg(format!("read _gate || exit 99; {script}"));
-        Gated::spawn(cmd)
-    }
-
-    /// Runs this test binary as a worker (`worker_process` in tests/cgroup.rs) in `mode`.
-    pub fn worker(mode: &str) -> Gated {
-        Gated::spawn(worker_command(mode))
-    }
-
-    /// `cmd` must read one line from stdin before doing anything that matters.
-    pub fn spawn(mut cmd: Command) -> Gated {
-        cmd.stdin(Stdio::piped()).stdout(Stdio::piped());
-        let mut child = cmd.spawn().expect("spawn test child");
-        let stdin = child.stdin.take();
-        let stdout = child.stdout.take().map(BufReader::new);
-        Gated {
-            child,
-            stdin,
-            stdout,
-        }
-    }
-
-    pub fn pid(&self) -> i32 {
-        i32::try_from(self.child.id()).expect("pid fits i32")
-    }
-
-    pub fn release(&mut self) {
-        let mut stdin = self.stdin.take().expect("released once");
-        stdin.write_all(b"go\n").expect("release child");
-    }
-
-    /// The next stdout line starting with `prefix`, without the prefix.
-    pub fn line(&mut self, prefix: &str) -> String {
-        let out = self.stdout.as_mut().expect("stdout piped");
-        let mut line = String::new();
-        loop {
-            line.clear();
-            let n = out.read_line(&mut line).expect("read child stdout");
-            assert!(n > 0, "child ended before printing {prefix:?}");
-            if let Some(rest) = line.trim_end().strip_prefix(prefix) {
-                return rest.to_owned();
-            }
-        }
-    }
-
-    pub fn wait(&mut self, patience: Duration) -> ExitStatus {
-        let deadline = Instant::now() + patience;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "child still running after {patience:?}"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-impl Drop for Gated {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-pub fn worker_command(mode: &str) -> Command {
-    let mut cmd = Command::new(std::env::current_exe().expect("test binary path"));
-    cmd.args([
-        "--exact",
-        "worker_process",
-        "--ignored",
-        "--nocapture",
-        "--test-threads=1",
-        "-q",
-    ])
-    .env(WORKER_ENV, mode);
-    cmd
-}
-
 pub fn killed_by(status: ExitStatus) -> Option<i32> {
     status.signal()
-}
-
-/// A directory under the system temp dir, removed with its content on drop.
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    pub fn new(tag: &str) -> TempDir {
-        let p = std::env::temp_dir().join(format!(
-            "cgroup-test-{tag}-{}-{}",
-            std::process::id(),
-            unique()
-        ));
-        std::fs::create_dir(&p).expect("create temp dir");
-        TempDir(p)
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// A loop device over an image file, detached on drop.

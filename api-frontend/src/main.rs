@@ -48,7 +48,7 @@ fn run() -> anyhow::Result<()> {
     harden::harden()?;
     let tcp_fd_number =
         settings::tcp_listener(&settings.listen).context("the settings name no TCP listener")?;
-    let tcp_fd = inherit::take(tcp_fd_number).context("taking the TCP listener")?;
+    let tcp_fd = inherit::take_listener(tcp_fd_number).context("taking the TCP listener")?;
     // The Prometheus listener exists only when `monitoring.bind_address` is configured.
     let metrics_fd_number = settings::metrics_listener(&settings.listen);
     let metrics_fd = metrics_fd_number

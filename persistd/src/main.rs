@@ -100,7 +100,8 @@ fn options(s: &PersistdSettings) -> Result<Options> {
 fn take_listener(s: &PersistdSettings, channel: Channel) -> Result<(RawFd, OwnedFd)> {
     let fd = settings::ipc_listener(&s.listen, channel)
         .with_context(|| format!("the settings name no listener for the {channel} channel"))?;
-    let owned = inherit::take(fd).with_context(|| format!("taking the {channel} listener"))?;
+    let owned =
+        inherit::take_listener(fd).with_context(|| format!("taking the {channel} listener"))?;
     let flags = OFlag::from_bits_truncate(fcntl(&owned, FcntlArg::F_GETFL)?);
     fcntl(&owned, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))
         .with_context(|| format!("making the {channel} listener non-blocking"))?;

@@ -45,10 +45,11 @@ pub fn load(settings_fd: RawFd) -> Result<Startup, SettingsError> {
     check(&settings)?;
     let listener_fd = settings::ipc_listener(&settings.listen, Channel::State)
         .ok_or(SettingsError::NoListener)?;
-    let listener = inherit::take(listener_fd).map_err(|source| SettingsError::TakeListener {
-        fd: listener_fd,
-        source,
-    })?;
+    let listener =
+        inherit::take_listener(listener_fd).map_err(|source| SettingsError::TakeListener {
+            fd: listener_fd,
+            source,
+        })?;
     Ok(Startup { settings, listener })
 }
 

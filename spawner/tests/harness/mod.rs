@@ -355,11 +355,19 @@ impl Harness {
         cmd.args(["--settings-fd", "3"])
             .stderr(log)
             .stdout(std::process::Stdio::null());
-        // SAFETY: the closure runs between fork and exec and only calls dup2, which is
-        // async-signal-safe; both source fds are open in the parent.
+        // SAFETY: the closure runs between fork and exec and only calls fcntl and dup2, which
+        // are async-signal-safe; both source fds are open in the parent. Both are first
+        // copied above 10: either may itself be fd 3 or 4, which a direct dup2 would overwrite
+        // before copying it (the spawner then found the settings memfd as its listener).
         unsafe {
             cmd.pre_exec(move || {
-                if libc::dup2(settings_fd, 3) < 0 || libc::dup2(listener_fd, 4) < 0 {
+                let settings = libc::fcntl(settings_fd, libc::F_DUPFD, 10);
+                let listener = libc::fcntl(listener_fd, libc::F_DUPFD, 10);
+                if settings < 0
+                    || listener < 0
+                    || libc::dup2(settings, 3) < 0
+                    || libc::dup2(listener, 4) < 0
+                {
                     return Err(std::io::Error::last_os_error());
                 }
                 Ok(())

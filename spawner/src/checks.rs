@@ -96,8 +96,7 @@ impl Spawner {
         (plan.dir, plan.probe) = (JobDir::new(&self.settings.state_dir, &id), true);
         let _ = plan.dir.remove();
         plan.dir.create().map_err(|e| failed(&e))?;
-        let none = |_| Ok(());
-        let shim = launch::fork_shim(&plan, Placement::Attach(&none), None);
+        let shim = launch::fork_shim(&plan, Placement::Join(Vec::new()), None);
         let result = shim.map_err(|e| failed(&e)).and_then(|shim| {
             let released = launch::release(shim.go).map_err(|e| failed(&e));
             let outcome = released.and_then(|()| wait_for_exit(&plan.dir));

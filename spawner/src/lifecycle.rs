@@ -104,10 +104,9 @@ impl Spawner {
             let cgroup = job.cgroup.insert(cgroup);
             job.oom_watch = cgroup.oom_watch().map_err(internal)?;
             let plan = self.plan(id, launch, userns_slot);
-            let attach = |pid| cgroup.attach(pid).map_err(|e| e.to_string());
             let placement = match cgroup.clone_into_fd() {
                 Some(fd) => Placement::CloneInto(fd),
-                None => Placement::Attach(&attach),
+                None => Placement::Join(cgroup.paths()),
             };
             let upload = upload.as_ref().map(|u| u.as_fd());
             let forked = launch::fork_shim(&plan, placement, upload).map_err(internal)?;

@@ -204,7 +204,7 @@ fn memory_limit_oom_kills_counts_and_notifies() {
     // v2 needs no watch: memory.oom.group makes the kernel kill the whole job.
     assert_eq!(watch.is_some(), fx.cg.mode == CgroupMode::V1);
     let mut child = Gated::worker("alloc:256");
-    job.attach(child.pid()).unwrap();
+    attach(&job, child.pid());
     assert_eq!(job.oom_kills().unwrap(), 0);
     if let Some(w) = &watch {
         assert!(!poll_for(w.as_fd(), libc::POLLIN, Duration::ZERO));
@@ -245,7 +245,7 @@ fn cpu_quota_throttles_a_busy_loop() {
         .create(&new_job_id(), &limits(|l| l.cpu_percent = 20))
         .unwrap();
     let mut child = Gated::shell("while :; do :; done");
-    job.attach(child.pid()).unwrap();
+    attach(&job, child.pid());
     let used_before = cpu_usage_usec(&fx, &job);
     let start = Instant::now();
     child.release();
@@ -267,6 +267,13 @@ fn cpu_quota_throttles_a_busy_loop() {
     job.kill_all().unwrap();
     drop(child);
     job.remove().unwrap();
+}
+
+/// Moves `pid` into the job's cgroup in every hierarchy.
+fn attach(job: &JobCgroup, pid: i32) {
+    for dir in job.paths() {
+        std::fs::write(dir.join("cgroup.procs"), pid.to_string()).unwrap();
+    }
 }
 
 /// The job's cgroup directory holding `file` (v1: the hierarchy that has it).
@@ -314,7 +321,7 @@ fn cpuset_pins_to_cpu0() {
     let job = fx.cg.create(&new_job_id(), &l).unwrap();
     let child = Gated::shell("exit 0");
     assert_ne!(cpus_allowed(child.pid()), "0", "not pinned before");
-    job.attach(child.pid()).unwrap();
+    attach(&job, child.pid());
     assert_eq!(cpus_allowed(child.pid()), "0");
     drop(child);
     job.remove().unwrap();
@@ -328,7 +335,7 @@ fn pids_limit_stops_forks_with_eagain() {
         .create(&new_job_id(), &limits(|l| l.pids_max = 8))
         .unwrap();
     let mut child = Gated::worker("fork:32");
-    job.attach(child.pid()).unwrap();
+    attach(&job, child.pid());
     child.release();
     let result = child.line("RESULT ");
     let status = child.wait(Duration::from_secs(30));
@@ -393,7 +400,7 @@ fn timed_direct_write(fx: &Fixture, dev: &LoopDevice, tmp: &TempDir, bps: u64) -
     ]);
     let mut child = Gated::spawn(cmd);
     child.line("ready");
-    job.attach(child.pid()).unwrap();
+    attach(&job, child.pid());
     let start = Instant::now();
     child.release();
     let status = child.wait(Duration::from_secs(120));
@@ -429,7 +436,7 @@ fn v1_device_list_denies_all_but_the_basic_nodes() {
         tmp.path().display(),
         tmp.path().display()
     ));
-    job.attach(child.pid()).unwrap();
+    attach(&job, child.pid());
     child.release();
     let eperm = libc::EPERM.to_string();
     let expect = [
@@ -455,7 +462,7 @@ fn kill_all_empties_a_fork_tree_and_remove_leaves_nothing() {
     let mut child = Gated::shell(
         "sleep 100 & sleep 100 & sh -c 'sleep 100 & sleep 100 & (sleep 100 &); wait' & wait",
     );
-    job.attach(child.pid()).unwrap();
+    attach(&job, child.pid());
     child.release();
     assert!(
         eventually(Duration::from_secs(10), || job.pids().unwrap().len() >= 7),
@@ -491,7 +498,7 @@ fn signal_all_reaches_every_process() {
         .unwrap();
     let mut child =
         Gated::shell("i=0; while [ $i -lt 150 ]; do sleep 100 & i=$((i+1)); done; wait");
-    job.attach(child.pid()).unwrap();
+    attach(&job, child.pid());
     child.release();
     assert!(
         eventually(Duration::from_secs(60), || job.pids().unwrap().len() > 150),
@@ -559,7 +566,7 @@ fn v1_adopts_and_removes_a_half_created_job() {
     let half = fx.cg.adopt(&id).unwrap().expect("adopted");
     assert_eq!(half.paths().len(), paths.len() - 1);
     let mut child = Gated::shell("sleep 100 & wait");
-    half.attach(child.pid()).unwrap();
+    attach(&half, child.pid());
     child.release();
     assert!(eventually(Duration::from_secs(10), || half
         .pids()

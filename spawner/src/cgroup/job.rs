@@ -143,13 +143,6 @@ impl JobCgroup {
         self.fd.as_ref().map(|f| f.as_fd())
     }
 
-    /// Moves `pid` into this cgroup in every hierarchy (the v1 launch path; works on v2 too).
-    pub fn attach(&self, pid: i32) -> Result<(), CgroupError> {
-        self.dirs
-            .iter()
-            .try_for_each(|d| files::attach(&d.path, pid))
-    }
-
     /// The processes in the cgroup (on v1, in any of its hierarchies: a process half-attached
     /// still belongs to it), sorted. Child cgroups are not searched: a job cannot create any
     /// (its directory belongs to root).

@@ -18,13 +18,16 @@ pub(super) struct Fds {
     pub error: OwnedFd,
     pub stdout: OwnedFd,
     pub stderr: OwnedFd,
+    /// cgroup v1: the `tasks` file of the job's cgroup in every hierarchy.
+    pub cgroups: Vec<OwnedFd>,
 }
 
 pub(super) fn run(plan: &LaunchPlan, exec: &ExecArgs, fds: Fds, uploads: &[upload::Entry]) -> ! {
     // From here on these are plain numbers: `prepare_process` closes every fd but stdio and the
     // error pipe, so no owner may close them again later.
     let [error, stdout, stderr] = [fds.error, fds.stdout, fds.stderr].map(IntoRawFd::into_raw_fd);
-    let Err(e) = setup_and_exec(plan, exec, fds.sync, uploads, [stdout, stderr, error]);
+    let io = [stdout, stderr, error];
+    let Err(e) = setup_and_exec(plan, exec, (fds.sync, fds.cgroups), uploads, io);
     let msg = e.encode();
     // SAFETY: `error` is the error pipe's write end, open until exec or exit; the buffer is
     // valid for its length.
@@ -36,7 +39,7 @@ pub(super) fn run(plan: &LaunchPlan, exec: &ExecArgs, fds: Fds, uploads: &[uploa
 fn setup_and_exec(
     plan: &LaunchPlan,
     args: &ExecArgs,
-    sync: OwnedFd,
+    (sync, cgroups): (OwnedFd, Vec<OwnedFd>),
     uploads: &[upload::Entry],
     [stdout, stderr, error]: [i32; 3],
 ) -> Result<std::convert::Infallible, StepError> {
@@ -47,6 +50,13 @@ fn setup_and_exec(
                 "the shim went away before releasing the job",
             ));
         }
+    }
+    // cgroup v1, before anything else runs here: "0" in `tasks` moves the writing thread
+    // itself, the one migration the kernel makes without taking its global threadgroup lock
+    // for writing, which waits for an RCU grace period (10-20 ms per job when the shim wrote
+    // the init's pid into `cgroup.procs`). The init is single-threaded, so it moves whole.
+    for tasks in cgroups {
+        nix::unistd::write(&tasks, b"0").at(|| "join the job's cgroup")?;
     }
 
     // The shim made the job's root mount point our cwd, which the new mount namespace maps to
@@ -61,7 +71,7 @@ fn setup_and_exec(
         nix::unistd::setresgid(gid, gid, gid).at(|| "become root of the user namespace")?;
         nix::unistd::setresuid(uid, uid, uid).at(|| "become root of the user namespace")?;
     }
-    // Now in the job's cgroup (placed at clone time on v2, attached by the shim on v1), so the
+    // Now in the job's cgroup (placed at clone time on v2, joined above on v1), so the
     // new cgroup namespace is rooted at the job's own cgroup.
     nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP).at(|| "unshare the cgroup namespace")?;
     nix::sys::stat::umask(Mode::from_bits_truncate(0o022));

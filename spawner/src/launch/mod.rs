@@ -79,8 +79,8 @@ pub struct LaunchPlan {
 pub enum Placement<'a> {
     /// cgroup v2: clone3 places it there at birth (`CLONE_INTO_CGROUP`).
     CloneInto(BorrowedFd<'a>),
-    /// cgroup v1: the shim attaches the init to every hierarchy while it waits to be released.
-    Attach(&'a dyn Fn(i32) -> Result<(), String>),
+    /// cgroup v1: the job's directory in every hierarchy; the init joins each itself.
+    Join(Vec<PathBuf>),
 }
 
 /// A launch step that failed, with the exit code the job gets for it: 127 (command not
@@ -210,7 +210,7 @@ pub fn fork_shim(
         optional: [
             match &placement {
                 Placement::CloneInto(fd) => Some(fd.as_raw_fd()),
-                Placement::Attach(_) => None,
+                Placement::Join(_) => None,
             },
             upload.map(|u| u.as_raw_fd()),
         ],

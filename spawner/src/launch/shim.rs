@@ -3,7 +3,9 @@
 //! the job, records its exit status, then holds the output pipes until the spawner (after the
 //! exit was acknowledged and the output drained) kills it.
 
+use std::io::Read;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::path::PathBuf;
 
 use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
@@ -167,6 +169,10 @@ fn launch(
     // Read here, as host root, and handed to the init in its copy of our memory: the init may
     // run in a user namespace where the frontend's files are not readable.
     let uploads = upload.map(|u| upload::read(u, plan.disk_mb)).transpose()?;
+    let cgroups = match placement {
+        Placement::Join(dirs) => open_tasks_files(dirs)?,
+        Placement::CloneInto(_) => Vec::new(),
+    };
     let (sync_r, sync_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).at(|| "create the sync pipe")?;
     // The init's cwd: it finds its mount point there, in its own mount namespace.
     nix::unistd::chdir(&plan.dir.root_mountpoint()).at(|| "enter the job's root mount point")?;
@@ -185,42 +191,48 @@ fn launch(
                 error: err_w,
                 stdout,
                 stderr,
+                cgroups,
             };
             init::run(plan, exec, fds, uploads.as_deref().unwrap_or_default())
         }
         Cloned::Parent { pid, pidfd } => (pid, pidfd),
     };
-    drop((sync_r, err_w, stdout, stderr, uploads));
-    let prepared = prepare_init(plan, pid, &pidfd, placement)
+    drop((sync_r, err_w, stdout, stderr, uploads, cgroups));
+    let prepared = prepare_init(plan, pid, &pidfd)
         .and_then(|()| nix::unistd::write(&sync_w, &[1]).at(|| "release the job init"));
     if let Err(e) = prepared {
         sys::kill_and_reap(pidfd.as_fd());
         return Err(e);
     }
     drop(sync_w);
-    if let Some(e) = StepError::decode(&read_to_end(err_r.as_fd(), super::MAX_INIT_ERROR + 4)) {
+    if let Some(e) = StepError::decode(&read_to_end(err_r, super::MAX_INIT_ERROR + 4)) {
         let _ = sys::reap_pidfd(pidfd.as_fd(), true);
         return Err(e);
     }
     Ok((pid, pidfd))
 }
 
+/// cgroup v1: the `tasks` file of the job's directory in every hierarchy, opened here as host
+/// root (the kernel checks the opener's credentials) for the init to write itself into.
+fn open_tasks_files(dirs: &[PathBuf]) -> StepResult<Vec<OwnedFd>> {
+    let open = |dir: &PathBuf| {
+        let path = dir.join("tasks");
+        let file = std::fs::OpenOptions::new().write(true).open(&path);
+        Ok(OwnedFd::from(
+            file.at(|| format!("open {}", path.display()))?,
+        ))
+    };
+    dirs.iter().map(open).collect()
+}
+
 /// What the shim does for the init while it waits to be released: its user namespace's id
-/// maps, its cgroup on v1, and the copy of its pidfd a restarted spawner takes.
-fn prepare_init(
-    plan: &LaunchPlan,
-    pid: i32,
-    pidfd: &OwnedFd,
-    placement: &Placement<'_>,
-) -> StepResult {
+/// maps, and the copy of its pidfd a restarted spawner takes.
+fn prepare_init(plan: &LaunchPlan, pid: i32, pidfd: &OwnedFd) -> StepResult {
     if let Some((base, range)) = plan.userns {
         for map in ["uid_map", "gid_map"] {
             std::fs::write(format!("/proc/{pid}/{map}"), format!("0 {base} {range}\n"))
                 .at(|| format!("write the job's {map} (0 {base} {range})"))?;
         }
-    }
-    if let Placement::Attach(attach) = placement {
-        attach(pid).at(|| "attach the job to its cgroup")?;
     }
     // SAFETY: dup2 onto the fixed pidfd slot, which is unused in the shim (closed by
     // arrange_fds); a restarted spawner finds the init's pidfd there.
@@ -230,17 +242,11 @@ fn prepare_init(
     Ok(())
 }
 
-fn read_to_end(fd: BorrowedFd<'_>, max: usize) -> Vec<u8> {
+/// At most `max` bytes, up to end of file (`Read` retries EINTR; a read error ends it early).
+fn read_to_end(fd: OwnedFd, max: usize) -> Vec<u8> {
     let mut out = Vec::new();
-    let mut buf = [0u8; 512];
-    while out.len() < max {
-        match nix::unistd::read(fd, &mut buf) {
-            Ok(0) => break,
-            Ok(n) => out.extend_from_slice(&buf[..n]),
-            Err(Errno::EINTR) => continue,
-            Err(_) => break,
-        }
-    }
-    out.truncate(max);
+    let _ = std::fs::File::from(fd)
+        .take(max as u64)
+        .read_to_end(&mut out);
     out
 }

@@ -52,7 +52,7 @@ const MASKED_DIRS: [&CStr; 3] = [c"acpi", c"scsi", c"asound"];
 /// /proc directories of kernel tunables, made read-only.
 const READ_ONLY_DIRS: [&CStr; 4] = [c"sys", c"bus", c"fs", c"irq"];
 
-/// Builds the root on `mountpoint` (the job's directory, opened while the init could still
+/// Builds the root on `mountpoint` (the records directory, opened while the init could still
 /// reach it) and enters it.
 pub(super) fn build(plan: &LaunchPlan, mountpoint: OwnedFd) -> StepResult {
     let private = MsFlags::MS_REC | MsFlags::MS_PRIVATE;

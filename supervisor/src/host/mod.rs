@@ -7,4 +7,5 @@ pub mod landlock;
 pub mod memfd;
 pub mod notify;
 pub mod procs;
+pub mod records_mount;
 pub mod sockets;

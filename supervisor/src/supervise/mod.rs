@@ -20,6 +20,7 @@ use crate::host::dirs::{self, DirSpec};
 use crate::host::harden;
 use crate::host::landlock;
 use crate::host::notify::Notifier;
+use crate::host::records_mount::{RecordsMount, RecordsMountError};
 use crate::host::sockets::{self, IpcSocket};
 use crate::identity::{Identities, IdentityError};
 use crate::job_ids::{self, JobIdsError};
@@ -48,6 +49,8 @@ pub enum SuperviseError {
     Dir(#[from] dirs::DirError),
     #[error(transparent)]
     Socket(#[from] sockets::SocketError),
+    #[error(transparent)]
+    RecordsMount(#[from] RecordsMountError),
     #[error("cannot find our own executable to locate the helpers: {0}")]
     OwnExe(std::io::Error),
     #[error("helper binary {path}: {problem}")]
@@ -88,6 +91,7 @@ pub fn run(config: &Config) -> Result<(), SuperviseError> {
         .map(|kind| helper_binary(&bin_dir, kind, &ids).map(|path| (kind, path)))
         .collect::<Result<Vec<_>, _>>()?;
     prepare_dirs(config, &ids)?;
+    let records = RecordsMount::mount(&config.paths.spawner_dir())?;
     let sockets = SocketSet::bind(&config.paths.run_dir, ids.group)?;
     let (tcp, local) =
         sockets::bind_tcp("server.address", &config.server.address, config.server.port)?;
@@ -138,6 +142,8 @@ pub fn run(config: &Config) -> Result<(), SuperviseError> {
     drop(metrics);
     drop(tcp);
     drop(sockets);
+    // The spawner has exited: its records are settled, or kept for the next start.
+    drop(records);
     Ok(())
 }
 

@@ -109,8 +109,13 @@ impl LogWriter {
             job: self.log.id().clone(),
             source,
         };
-        for data in &self.log.files.data {
-            data.sync_data().map_err(sync_err)?;
+        for (data, stored) in self.log.files.data.iter().zip(self.state.ends) {
+            // An empty file has nothing to lose (the open after a crash recreates a missing
+            // one empty), and its sync is a journal commit that a job's own commits in stated
+            // would queue behind.
+            if stored > 0 {
+                data.sync_data().map_err(sync_err)?;
+            }
         }
         let end = Record::End {
             at_ns: crate::clock::now_ns(),

@@ -276,8 +276,9 @@ impl System {
             }
             assert!(
                 start.elapsed() < limit,
-                "job {} still {s} after {limit:?}",
-                job.id
+                "job {} still {s} after {limit:?}\n{}",
+                job.id,
+                self.log_text()
             );
             std::thread::sleep(Duration::from_millis(50));
         }

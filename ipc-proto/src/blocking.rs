@@ -103,7 +103,7 @@ impl SeqSocket {
 
     /// Sends one frame with `fds` attached; `fds` must match what `msg` declares.
     pub fn send<M: Message>(&self, msg: &M, fds: &[BorrowedFd<'_>]) -> Result<(), IpcError> {
-        codec::check_fds(msg, fds.len())?;
+        codec::check(msg, fds.len())?;
         let mut buf = Vec::new();
         codec::encode(msg, &mut buf)?;
         let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
@@ -161,7 +161,7 @@ impl SeqSocket {
             return Err(IpcError::Closed);
         }
         let decoded: M = codec::decode(&buf[..len])?;
-        codec::check_fds(&decoded, fds.len())?;
+        codec::check(&decoded, fds.len())?;
         Ok((decoded, fds))
     }
 }

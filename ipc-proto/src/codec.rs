@@ -20,6 +20,11 @@ pub trait Message: Serialize + DeserializeOwned {
     }
     /// A short name for logs and errors.
     fn name(&self) -> &'static str;
+    /// Checks what the types cannot say (a range's bounds, say); the reason names the field.
+    /// A value that fails is refused like a malformed frame, on both sides.
+    fn validate(&self) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// Encodes `msg` into `buf` (cleared first), refusing results over [`MAX_FRAME_LEN`].
@@ -54,6 +59,14 @@ pub fn decode<T: DeserializeOwned>(frame: &[u8]) -> Result<T, IpcError> {
         )));
     }
     Ok(value)
+}
+
+/// Checks `msg` ([`Message::validate`]) and the `fds` count that goes or came with it
+/// ([`check_fds`]): what both transports run on every frame, sent or received.
+pub fn check<T: Message>(msg: &T, fds: usize) -> Result<(), IpcError> {
+    msg.validate()
+        .map_err(|reason| IpcError::Malformed(format!("{}: {reason}", msg.name())))?;
+    check_fds(msg, fds)
 }
 
 /// Checks the fds that arrived with `msg` against what it declares.

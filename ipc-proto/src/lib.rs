@@ -32,7 +32,7 @@ pub use channel::Channel;
 pub use error::{IpcError, RemoteError, RemoteErrorKind};
 
 /// Bumped on any incompatible change to a message; both sides must agree exactly.
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// The largest frame either side sends or accepts, in bytes.
 ///
@@ -43,5 +43,9 @@ pub const MAX_FRAME_LEN: usize = 128 * 1024;
 /// The most file descriptors one frame may carry.
 pub const MAX_FDS_PER_FRAME: usize = 8;
 
-/// The largest log payload in one frame; leaves room for the frame's own fields.
+/// The largest chunk of output persistd stores under one sequence number (one `splice`).
 pub const MAX_LOG_CHUNK: usize = 64 * 1024;
+
+/// The most bytes one [`channel::logs::LogRange`] covers: what a reader reads (and allocates)
+/// at once.
+pub const MAX_LOG_RANGE: usize = 1 << 20;

@@ -194,7 +194,7 @@ pub struct Sender {
 impl Sender {
     /// Sends one frame, with `fds` attached; `fds` must match what `msg` declares.
     pub async fn send<M: Message>(&self, msg: &M, fds: &[BorrowedFd<'_>]) -> Result<(), IpcError> {
-        codec::check_fds(msg, fds.len())?;
+        codec::check(msg, fds.len())?;
         let mut buf = self.take_spare();
         let result = self.send_with(msg, fds, &mut buf).await;
         self.keep_spare(buf);
@@ -289,7 +289,7 @@ impl Receiver {
             return Err(IpcError::Closed);
         }
         let msg: M = codec::decode(&self.buf[..len])?;
-        codec::check_fds(&msg, fds.len())?;
+        codec::check(&msg, fds.len())?;
         Ok(Received { msg, fds })
     }
 }

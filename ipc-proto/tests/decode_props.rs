@@ -2,14 +2,14 @@
 //! error and never panics; valid messages survive a round trip; a corrupted valid frame is
 //! either refused or decodes to some valid message (never a panic, never an invalid JobId).
 
-use joblet_ipc_proto::MAX_FRAME_LEN;
-use joblet_ipc_proto::channel::logs::{FromPersistLogs, LogChunk, ToPersistLogs};
+use joblet_ipc_proto::channel::logs::{FromPersistLogs, LogRange, ToPersistLogs};
 use joblet_ipc_proto::channel::output::{FromPersistOutput, ToPersistOutput};
 use joblet_ipc_proto::channel::spawner::{FromSpawner, SpawnerRequest, ToSpawner};
 use joblet_ipc_proto::channel::state::{FromState, ToState};
-use joblet_ipc_proto::codec::{decode, encode};
+use joblet_ipc_proto::codec::{self, decode, encode};
 use joblet_ipc_proto::handshake::{Hello, HelloReply};
 use joblet_ipc_proto::job::{EnvVar, JobId, JobSpec, LaunchSpec, Limits, Stream};
+use joblet_ipc_proto::{MAX_FRAME_LEN, MAX_LOG_RANGE};
 use proptest::prelude::*;
 
 /// Runs every decoder of every channel on `frame`.
@@ -98,22 +98,34 @@ proptest! {
     }
 
     #[test]
-    fn log_chunks_round_trip(seq in any::<u64>(), data in prop::collection::vec(any::<u8>(), 0..4096)) {
-        let msg = FromPersistLogs::Chunk(LogChunk { seq, stream: Stream::Stderr, at_ns: 5, data: data.clone() });
+    fn log_ranges_round_trip_and_bad_ones_are_refused(
+        first_seq in any::<u64>(),
+        chunks in any::<u64>(),
+        offset in 0u64..(1 << 40),
+        len in any::<u32>(),
+    ) {
+        let r = LogRange {
+            first_seq,
+            last_seq: first_seq.wrapping_add(chunks),
+            stream: Stream::Stderr,
+            at_ns: 5,
+            offset,
+            len,
+        };
+        let msg = FromPersistLogs::Range(r);
         let mut buf = Vec::new();
         encode(&msg, &mut buf).unwrap();
-        match decode::<FromPersistLogs>(&buf).unwrap() {
-            FromPersistLogs::Chunk(c) => { prop_assert_eq!(c.seq, seq); prop_assert_eq!(c.data, data); }
-            other => prop_assert!(false, "decoded to {:?}", other),
-        }
+        let back = decode::<FromPersistLogs>(&buf).unwrap();
+        prop_assert!(matches!(back, FromPersistLogs::Range(b) if b == r));
+        let valid = len >= 1 && len as usize <= MAX_LOG_RANGE && r.last_seq >= first_seq;
+        prop_assert_eq!(codec::check(&back, 0).is_ok(), valid);
     }
 }
 
 #[test]
 fn a_hostile_length_prefix_does_not_allocate_or_panic() {
-    // A LogChunk whose data claims 2^63 bytes but carries four.
-    let mut frame = vec![0u8]; // FromPersistLogs::Chunk
-    frame.extend([1, 0, 5]); // seq=1, Stdout, at_ns=5
+    // An Error whose message claims 2^63 bytes but carries four.
+    let mut frame = vec![5u8, 6]; // FromPersistLogs::Error, RemoteErrorKind::Internal
     frame.extend([0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f]);
     frame.extend([1, 2, 3, 4]);
     assert!(decode::<FromPersistLogs>(&frame).is_err());

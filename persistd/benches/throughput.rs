@@ -6,6 +6,7 @@
 
 use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -101,11 +102,21 @@ fn main() {
         });
         let mut got = 0usize;
         let mut chunks = 0u64;
+        let mut files: Vec<std::fs::File> = Vec::new();
+        let mut buf = Vec::new();
         loop {
-            match follower.recv::<FromPersistLogs>().await.unwrap().msg {
-                FromPersistLogs::Chunk(c) => {
-                    got += c.data.len();
-                    chunks += 1;
+            let received = follower.recv::<FromPersistLogs>().await.unwrap();
+            match received.msg {
+                FromPersistLogs::Files => {
+                    files = received.fds.into_iter().map(std::fs::File::from).collect();
+                }
+                // Read as the frontend does: one pread of the range.
+                FromPersistLogs::Range(r) => {
+                    let file = &files[joblet_persistd::store::stream_index(r.stream)];
+                    buf.resize(r.len as usize, 0);
+                    file.read_exact_at(&mut buf, r.offset).unwrap();
+                    got += buf.len();
+                    chunks += r.last_seq - r.first_seq + 1;
                 }
                 FromPersistLogs::End { complete, .. } => {
                     assert!(complete);

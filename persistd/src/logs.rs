@@ -1,6 +1,7 @@
 //! The logs channel: the frontend reads and deletes stored output, and reads metric samples.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use joblet_ipc_proto::RemoteError;
 use joblet_ipc_proto::channel::logs::{FromPersistLogs, ToPersistLogs};
@@ -76,8 +77,11 @@ pub async fn serve_conn(registry: Arc<Registry>, conn: Conn) {
     }
 }
 
+/// How long a Delete waits for the pump of a job whose output is complete to finish.
+const FINISH_WAIT: Duration = Duration::from_secs(20);
+
 async fn delete(registry: &Registry, job: JobId) -> FromPersistLogs {
-    let trashed = match registry.delete(&job) {
+    let trashed = match registry.delete_when_finished(&job, FINISH_WAIT).await {
         Ok(path) => path,
         Err(e) => {
             let err = match &e {

@@ -1,14 +1,19 @@
 //! Serving one `Read`: history from the files, then live chunks as they are stored.
 //!
 //! History and live come from one ordered source — the index, bounded by the job's published
-//! chunk count — so the hand-over has no gap and no duplicate. Each reader reads the files at
+//! chunk count — so the hand-over has no gap and no duplicate. Each reader reads the index at
 //! its own pace and only waits on a `watch` of the count, so a slow reader never slows the
 //! pipe reader or the other readers.
+//!
+//! The output itself is not copied here: the client gets the two data files (opened again,
+//! read-only) once, then ranges of them (`LogRange`), and reads the bytes itself.
 
+use std::fs::File;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::pin::Pin;
 use std::sync::Arc;
 
-use joblet_ipc_proto::channel::logs::{FromPersistLogs, LogChunk, ToPersistLogs};
+use joblet_ipc_proto::channel::logs::{FromPersistLogs, LogRange, ToPersistLogs};
 use joblet_ipc_proto::job::JobId;
 use joblet_ipc_proto::tokio::{Received, Receiver, Sender};
 use joblet_ipc_proto::{IpcError, RemoteError};
@@ -17,12 +22,8 @@ use tracing::error;
 use crate::registry::Registry;
 use crate::store::{JobLog, StoreError};
 
-/// Chunks read from the files per blocking task.
-const BATCH_CHUNKS: u64 = 256;
-/// Bytes read from the files per blocking task (stops after the chunk that crosses it).
-const BATCH_BYTES: usize = 1 << 20;
-/// Chunk buffers a following read keeps while it waits for new output.
-const SPARE_WHILE_WAITING: usize = 2;
+/// Index records read per blocking task (32 KiB of index; up to 64 MiB of output).
+const BATCH_CHUNKS: u64 = 1024;
 
 pub struct Read {
     pub job: JobId,
@@ -79,6 +80,15 @@ async fn stream(
             return send(sender, incoming, FromPersistLogs::Error(err)).await;
         }
     };
+    // The first message: the files every range refers to. Ours are closed once sent; the
+    // client keeps its own copies.
+    let files = match open_files(&log).await {
+        Ok(files) => files,
+        Err(reply) => return send(sender, incoming, reply).await,
+    };
+    let fds = [files[0].as_fd(), files[1].as_fd()];
+    send_with(sender, incoming, &FromPersistLogs::Files, &fds).await?;
+    drop(files);
     let mut progress = log.subscribe();
     // Without follow, the read covers what was stored when it began, so it always ends.
     let limit = if follow {
@@ -87,31 +97,24 @@ async fn stream(
         progress.borrow().chunks
     };
     let mut seq = from_seq;
-    // The data buffers of chunks sent, read into again by the next batch.
-    let mut spare: Vec<Vec<u8>> = Vec::new();
     loop {
         let p = *progress.borrow_and_update();
         if p.deleted {
-            let err = RemoteError::not_found(format!("the output of job {job} was deleted"));
-            return send(sender, incoming, FromPersistLogs::Error(err)).await;
+            return send(sender, incoming, deleted(&job)).await;
         }
         let upto = p.chunks.min(limit);
         if seq < upto {
-            let batch = match read_batch(&log, seq, upto - seq, std::mem::take(&mut spare)).await {
-                Ok(batch) => batch,
+            let ranges = match read_ranges(&log, seq, upto - seq).await {
+                Ok(ranges) => ranges,
                 Err(e) => {
-                    error!(%job, seq, error = %e, "cannot read stored output");
+                    error!(%job, seq, error = %e, "cannot read the stored output's index");
                     let err = RemoteError::internal(e.to_string());
                     return send(sender, incoming, FromPersistLogs::Error(err)).await;
                 }
             };
-            for chunk in batch {
-                seq = chunk.seq + 1;
-                let msg = FromPersistLogs::Chunk(chunk);
-                send_ref(sender, incoming, &msg).await?;
-                if let FromPersistLogs::Chunk(sent) = msg {
-                    spare.push(sent.data);
-                }
+            for range in ranges {
+                seq = range.next_seq();
+                send(sender, incoming, FromPersistLogs::Range(range)).await?;
             }
             continue;
         }
@@ -122,9 +125,6 @@ async fn stream(
             };
             return send(sender, incoming, end).await;
         }
-        // Caught up: a few buffers cover what arrives next; a follower waiting a long time
-        // should not hold a whole batch of them.
-        spare.truncate(SPARE_WHILE_WAITING);
         tokio::select! {
             // The log holds the sender, and we hold the log: this cannot fail.
             _ = progress.changed() => {}
@@ -133,18 +133,43 @@ async fn stream(
     }
 }
 
-async fn read_batch(
+fn deleted(job: &JobId) -> FromPersistLogs {
+    FromPersistLogs::Error(RemoteError::not_found(format!(
+        "the output of job {job} was deleted"
+    )))
+}
+
+/// The job's data files, opened read-only for the client; or the error that ends the read.
+async fn open_files(log: &Arc<JobLog>) -> Result<[File; 2], FromPersistLogs> {
+    let job = log.id().clone();
+    let opened = {
+        let log = log.clone();
+        // Opening may wait on a cold disk: off the runtime threads.
+        tokio::task::spawn_blocking(move || log.open_data_readonly()).await
+    };
+    let e = match opened {
+        Ok(Ok(files)) => return Ok(files),
+        Ok(Err(e)) => e.to_string(),
+        Err(e) => format!("the task opening the output files failed: {e}"),
+    };
+    // Deleted between the lookup and the open: say so, as the read would after it.
+    if log.progress().deleted {
+        return Err(deleted(&job));
+    }
+    error!(%job, error = %e, "cannot open the stored output for a reader");
+    Err(FromPersistLogs::Error(RemoteError::internal(e)))
+}
+
+async fn read_ranges(
     log: &Arc<JobLog>,
     from: u64,
     available: u64,
-    mut spare: Vec<Vec<u8>>,
-) -> Result<Vec<LogChunk>, StoreError> {
+) -> Result<Vec<LogRange>, StoreError> {
     let max_chunks = available.min(BATCH_CHUNKS);
     let job = log.id().clone();
     let log = log.clone();
-    // History may be cold on disk: read it off the runtime threads.
-    let read = move || log.read_batch_into(from, max_chunks, BATCH_BYTES, &mut spare);
-    match tokio::task::spawn_blocking(read).await {
+    // The index may be cold on disk: read it off the runtime threads.
+    match tokio::task::spawn_blocking(move || log.read_ranges(from, max_chunks)).await {
         Ok(r) => r,
         Err(e) => Err(StoreError::Read {
             job,
@@ -160,17 +185,18 @@ pub(crate) async fn send(
     incoming: &mut Incoming<'_>,
     msg: FromPersistLogs,
 ) -> Result<(), ReadEnd> {
-    send_ref(sender, incoming, &msg).await
+    send_with(sender, incoming, &msg, &[]).await
 }
 
-/// [`send`], leaving the message to the caller (to reuse its buffers).
-async fn send_ref(
+/// [`send`], with `fds` attached.
+async fn send_with(
     sender: &Sender,
     incoming: &mut Incoming<'_>,
     msg: &FromPersistLogs,
+    fds: &[BorrowedFd<'_>],
 ) -> Result<(), ReadEnd> {
     tokio::select! {
-        r = sender.send(msg, &[]) => r.map_err(|_| ReadEnd::ClientGone),
+        r = sender.send(msg, fds) => r.map_err(|_| ReadEnd::ClientGone),
         r = incoming.as_mut() => Err(interrupted(r)),
     }
 }

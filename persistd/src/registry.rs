@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::collections::hash_map::Entry as MapEntry;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use joblet_ipc_proto::job::JobId;
 use tokio::sync::{mpsc, watch};
@@ -180,6 +181,37 @@ impl Registry {
         }
     }
 
+    /// [`Registry::delete`], but a log whose output is complete and whose pump is only
+    /// finishing (syncing it to disk, then telling the spawner) is waited for, up to
+    /// `patience`: a client that read the whole output and saw the job end may well ask at
+    /// once. Output that is still open is refused at once, as by `delete`.
+    pub async fn delete_when_finished(
+        &self,
+        job: &JobId,
+        patience: Duration,
+    ) -> Result<PathBuf, DeleteError> {
+        let deadline = tokio::time::Instant::now() + patience;
+        loop {
+            let log = match self.delete(job) {
+                Err(DeleteError::StillOpen(_)) => self.get(job),
+                other => return other,
+            };
+            match log {
+                Some(log) if log.progress().complete => {
+                    if tokio::time::timeout_at(deadline, log.detached())
+                        .await
+                        .is_err()
+                    {
+                        return Err(DeleteError::StillOpen(job.clone()));
+                    }
+                }
+                // Still being written, or removed meanwhile: the next `delete` says which.
+                Some(_) => return Err(DeleteError::StillOpen(job.clone())),
+                None => continue,
+            }
+        }
+    }
+
     /// Removes the job from the map and moves its directory to the trash; the caller purges
     /// the returned path.
     pub fn delete(&self, job: &JobId) -> Result<PathBuf, DeleteError> {
@@ -193,5 +225,52 @@ impl Registry {
         let trashed = self.store.trash_job(&entry.log)?;
         jobs.remove(job);
         Ok(trashed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::Attach;
+
+    #[tokio::test]
+    async fn deleting_a_finishing_log_waits_for_its_pump() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = Arc::new(Registry::open(&dir.path().join("data")).unwrap());
+        let job = JobId::parse("0b7c1a2e-4f3d-4e8a-9c61-2d5e7f9a1b3c").unwrap();
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let Ok(Attach::Start(mut writer)) = registry.attach(&job, tx, 1) else {
+            panic!("no writer");
+        };
+        let patience = Duration::from_secs(10);
+        // Still open: refused at once, however patient the caller.
+        let open = registry.delete_when_finished(&job, patience).await;
+        assert!(matches!(open, Err(DeleteError::StillOpen(_))));
+        // Complete, the pump still holding the writer (syncing): the delete waits for it.
+        writer.finish().unwrap();
+        let deleting = tokio::spawn({
+            let (registry, job) = (registry.clone(), job.clone());
+            async move { registry.delete_when_finished(&job, patience).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(
+            !deleting.is_finished(),
+            "deleted under a pump still finishing"
+        );
+        drop(writer);
+        let trashed = deleting.await.unwrap().unwrap();
+        assert!(trashed.exists());
+        assert!(registry.get(&job).is_none());
+        // And not past its patience.
+        let job2 = JobId::parse("0b7c1a2e-4f3d-4e8a-9c61-2d5e7f9a1b3d").unwrap();
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let Ok(Attach::Start(mut writer)) = registry.attach(&job2, tx, 1) else {
+            panic!("no writer");
+        };
+        writer.finish().unwrap();
+        let late = registry
+            .delete_when_finished(&job2, Duration::from_millis(50))
+            .await;
+        assert!(matches!(late, Err(DeleteError::StillOpen(_))));
     }
 }

@@ -43,7 +43,7 @@ impl Drop for Tmpfs {
     }
 }
 
-fn stored_bytes(chunks: &[joblet_ipc_proto::channel::logs::LogChunk]) -> usize {
+fn stored_bytes(chunks: &[ReadChunks]) -> usize {
     chunks.iter().map(|c| c.data.len()).sum()
 }
 

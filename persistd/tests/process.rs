@@ -233,7 +233,7 @@ async fn sigkill_mid_stream_then_restart_loses_and_duplicates_nothing() {
         "{reply:?}"
     );
     let deadline = tokio::time::Instant::now() + WAIT;
-    while stored(&setup.logs_path, &job).await.len() < 100 {
+    while seq_count(&stored(&setup.logs_path, &job).await) < 100 {
         assert!(
             tokio::time::Instant::now() < deadline,
             "{}",

@@ -43,7 +43,7 @@ async fn two_followers_see_every_line_once_in_order_and_eof_drains() {
     for follower in [early, late] {
         let r = follower.await.unwrap();
         assert!(r.complete, "follow must end with complete = true");
-        assert_eq!(r.next_seq, r.chunks.len() as u64);
+        assert_eq!(r.next_seq, seq_count(&r.chunks));
         assert_all_lines(&r.chunks, lines);
     }
     // A later reader gets the same history, and the end is reported complete.
@@ -67,7 +67,7 @@ async fn stopping_mid_stream_and_restarting_loses_and_duplicates_nothing() {
     let logs = server.logs.clone();
     let mut before = 0;
     for _ in 0..200 {
-        before = stored(&logs, &job).await.len();
+        before = seq_count(&stored(&logs, &job).await);
         if before >= 20 {
             break;
         }
@@ -84,7 +84,7 @@ async fn stopping_mid_stream_and_restarting_loses_and_duplicates_nothing() {
     let mid = read(&server.logs, &job, 0, false).await;
     assert!(!mid.complete);
     assert!(
-        mid.chunks.len() >= before,
+        seq_count(&mid.chunks) >= before,
         "stored output survived the restart"
     );
     let (mut conn, reply) = attach(&server.output, &job, &pipes).await;
@@ -164,13 +164,19 @@ async fn reads_resume_from_any_sequence_number() {
     recv_output(&mut conn).await;
 
     let whole = read(&server.logs, &job, 0, false).await;
-    let n = whole.chunks.len() as u64;
+    let n = seq_count(&whole.chunks);
+    assert_eq!(whole.next_seq, n);
     assert!(n > 10);
+    let (whole_out, whole_err) = check_chunks(&whole.chunks, 0);
     for from in [1, n / 2, n - 1] {
         let part = read(&server.logs, &job, from, true).await;
         assert!(part.complete);
         assert_eq!(part.next_seq, n);
-        assert_eq!(part.chunks, whole.chunks[from as usize..]);
+        // Exactly chunks from..n: they start at `from`, and their bytes are each stream's end.
+        let (out, err) = check_chunks(&part.chunks, from);
+        assert_eq!(seq_count(&part.chunks), n - from);
+        assert_eq!(out[..], whole_out[whole_out.len() - out.len()..]);
+        assert_eq!(err[..], whole_err[whole_err.len() - err.len()..]);
     }
     // Past the end: nothing, and the end is reported.
     let past = read(&server.logs, &job, n + 5, false).await;
@@ -182,8 +188,9 @@ async fn reads_resume_from_any_sequence_number() {
         .unwrap();
     let a = read_on(&mut c, &job, 0, false).await;
     let b = read_on(&mut c, &job, n - 2, false).await;
-    assert_eq!(a.chunks.len() as u64, n);
-    assert_eq!(b.chunks.len(), 2);
+    assert_eq!(seq_count(&a.chunks), n);
+    assert_eq!(seq_count(&b.chunks), 2);
+    assert_eq!(b.chunks[0].first_seq, n - 2);
     server.stop().await;
 }
 
@@ -258,16 +265,19 @@ async fn a_follower_of_a_deleted_job_is_told_so() {
         follow: true,
     };
     c.send(&req, &[]).await.unwrap();
-    // History arrives, then the follower waits for more.
+    // The files, then history, then the follower waits for more.
+    let files = c.recv::<FromPersistLogs>().await.unwrap();
+    assert!(matches!(files.msg, FromPersistLogs::Files));
+    assert_eq!(files.fds.len(), 2);
     let first = c.recv::<FromPersistLogs>().await.unwrap().msg;
-    assert!(matches!(first, FromPersistLogs::Chunk(_)));
+    assert!(matches!(first, FromPersistLogs::Range(_)));
     assert!(matches!(
         request(&server.logs, ToPersistLogs::Delete { job: job.clone() }).await,
         FromPersistLogs::Deleted
     ));
     loop {
         match c.recv::<FromPersistLogs>().await.unwrap().msg {
-            FromPersistLogs::Chunk(_) => continue,
+            FromPersistLogs::Range(_) => continue,
             FromPersistLogs::Error(e) => {
                 assert_eq!(e.kind, RemoteErrorKind::NotFound, "{e}");
                 break;

@@ -1,7 +1,8 @@
 //! `GET /v1/jobs/{id}/logs[?follow=true]`: a job's output as Server-Sent Events.
 //!
-//! Each chunk persistd stored is one event: its stream (`stdout`/`stderr`) as the event
-//! name, its sequence number as the id, its bytes base64-encoded as the data. With `follow`
+//! Each run of chunks persistd stored (consecutive chunks of one stream, up to 1 MiB: one range
+//! of its file) is one event: its stream (`stdout`/`stderr`) as the event name, its last
+//! chunk's sequence number as the id, its bytes base64-encoded as the data. With `follow`
 //! the stream goes on with live output until the job ends; it always finishes with an `end`
 //! event holding the job's status. A client that reconnects with `Last-Event-ID` resumes
 //! after that chunk, and a persistd connection that breaks mid-stream is resumed from the
@@ -15,7 +16,6 @@ use std::time::Duration;
 
 use base64::Engine;
 use bytes::Bytes;
-use joblet_ipc_proto::channel::logs::LogChunk;
 use joblet_ipc_proto::job::Stream;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -28,7 +28,7 @@ use crate::app::App;
 use crate::identity::Peer;
 use crate::jobs::log_read::{Forward, LogRead, Step};
 use crate::jobs::lookup;
-use crate::links::logs::LogReader;
+use crate::links::logs::{LogChunk, LogReader};
 use crate::rbac::Rpc;
 
 /// Events buffered towards a slow client before persistd is made to wait.
@@ -78,7 +78,7 @@ pub async fn serve(
     reply::event_stream(rx)
 }
 
-/// The event for one stored chunk.
+/// The event for stored chunks `..=c.seq` (one range of them: its last chunk is the id).
 pub fn chunk_event(c: &LogChunk) -> Bytes {
     let name = match c.stream {
         Stream::Stdout => "stdout",
@@ -106,11 +106,10 @@ impl Forward for Door {
         loop {
             tokio::select! {
                 msg = reader.next() => match read.on_message(msg, follow) {
-                    Ok(Some(c)) => {
+                    Ok(c) => {
                         self.send(chunk_event(&c)).await?;
                         keepalive.reset();
                     }
-                    Ok(None) => {}
                     Err(end) => return end,
                 },
                 _ = poll.tick(), if follow => {

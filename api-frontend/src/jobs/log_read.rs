@@ -7,16 +7,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use joblet_ipc_proto::RemoteErrorKind;
-use joblet_ipc_proto::channel::logs::{FromPersistLogs, LogChunk};
-use joblet_ipc_proto::codec::Message;
-use joblet_ipc_proto::error::IpcError;
 use joblet_ipc_proto::job::JobId;
 use tokio::time::{Instant, Interval};
 use tonic::Status;
 
 use crate::app::App;
 use crate::errors::LinkError;
-use crate::links::logs::LogReader;
+use crate::links::logs::{LogChunk, LogReadError, LogReader, ReadEvent};
 
 /// How often a following read checks whether the job has ended.
 const STATE_POLL: Duration = Duration::from_secs(2);
@@ -60,6 +57,8 @@ pub struct LogRead {
     /// The first sequence number not yet forwarded.
     pub next_seq: u64,
     failures: u32,
+    /// Why the last break happened, for the status if there are too many.
+    last_break: Option<String>,
 }
 
 impl LogRead {
@@ -69,6 +68,7 @@ impl LogRead {
             job,
             next_seq,
             failures: 0,
+            last_break: None,
         }
     }
 
@@ -86,6 +86,7 @@ impl LogRead {
                 Err(e) if !opened => return Err(e.into()),
                 Err(e) => {
                     tracing::warn!(job = %self.job, error = %e, "cannot open a log read");
+                    self.last_break = Some(e.to_string());
                     Step::Reconnect
                 }
             };
@@ -97,7 +98,11 @@ impl LogRead {
                     if self.failures > MAX_FAILURES {
                         return Err(LinkError::unavailable(
                             "persistd",
-                            format!("the log stream of job {} broke too often", self.job),
+                            format!(
+                                "the log stream of job {} broke too often (last: {})",
+                                self.job,
+                                self.last_break.as_deref().unwrap_or("cannot connect")
+                            ),
                         )
                         .into());
                     }
@@ -116,22 +121,21 @@ impl LogRead {
         }
     }
 
-    /// One message of persistd's read: `Ok(Some(chunk))` to forward, `Ok(None)` for a
-    /// chunk already forwarded, `Err(Ok(step))` when this read ends, `Err(Err(status))`
-    /// when the whole read fails.
+    /// One event of persistd's read: `Ok(chunk)` to forward, `Err(Ok(step))` when this read
+    /// ends, `Err(Err(status))` when the whole read fails.
     pub fn on_message(
         &mut self,
-        msg: Result<FromPersistLogs, IpcError>,
+        msg: Result<ReadEvent, LogReadError>,
         follow: bool,
-    ) -> Result<Option<LogChunk>, Result<Step, Status>> {
+    ) -> Result<LogChunk, Result<Step, Status>> {
         match msg {
-            Ok(FromPersistLogs::Chunk(c)) if c.seq < self.next_seq => Ok(None),
-            Ok(FromPersistLogs::Chunk(c)) => {
-                self.next_seq = c.seq + 1;
+            // The reader checked that it starts at `next_seq`.
+            Ok(ReadEvent::Chunk(c)) => {
+                self.next_seq = c.seq.saturating_add(1);
                 self.failures = 0;
-                Ok(Some(c))
+                Ok(c)
             }
-            Ok(FromPersistLogs::End { next_seq, complete }) => {
+            Ok(ReadEvent::End { next_seq, complete }) => {
                 self.next_seq = self.next_seq.max(next_seq);
                 // A following read ends only when the output is complete; an early end
                 // (persistd restarting) is resumed.
@@ -141,20 +145,24 @@ impl LogRead {
                     Step::Reconnect
                 }))
             }
-            Ok(FromPersistLogs::Error(e)) if e.kind == RemoteErrorKind::NotFound => {
+            Ok(ReadEvent::Error(e)) if e.kind == RemoteErrorKind::NotFound => {
                 Err(Ok(Step::NotStored))
             }
-            Ok(FromPersistLogs::Error(e)) => Err(Err(LinkError::Remote(e).into())),
-            Ok(other) => Err(Err(LinkError::Unexpected {
-                daemon: "persistd",
-                request: "Read",
-                got: other.name(),
-            }
-            .into())),
-            Err(e) => {
+            Ok(ReadEvent::Error(e)) => Err(Err(LinkError::Remote(e).into())),
+            Err(e) if e.is_link() => {
                 tracing::warn!(job = %self.job, error = %e, next_seq = self.next_seq,
                     "persistd connection broke mid-stream; resuming");
+                self.last_break = Some(e.to_string());
                 Err(Ok(Step::Reconnect))
+            }
+            // Not a broken connection: the same read would fail the same way again.
+            Err(e) => {
+                tracing::error!(job = %self.job, error = %e, next_seq = self.next_seq,
+                    "cannot read the job's stored output");
+                Err(Err(Status::internal(format!(
+                    "cannot read the stored output of job {}: {e}",
+                    self.job
+                ))))
             }
         }
     }

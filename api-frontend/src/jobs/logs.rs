@@ -107,13 +107,12 @@ impl Door {
                 biased;
                 msg = reader.next(), if pending.len() < COALESCE_BYTES => {
                     match read.on_message(msg, follow) {
-                        Ok(Some(c)) if pending.is_empty() => *pending = c.data,
-                        Ok(Some(c)) => {
+                        Ok(c) if pending.is_empty() => *pending = c.data,
+                        Ok(c) => {
                             // One allocation for the whole message, not one per doubling.
                             pending.reserve(COALESCE_BYTES.saturating_sub(pending.len()));
                             pending.extend_from_slice(&c.data);
                         }
-                        Ok(None) => {}
                         Err(end) => return end,
                     }
                 }

@@ -23,7 +23,7 @@ use super::lookup;
 use crate::app::App;
 use crate::errors::LinkError;
 use crate::gate::Call;
-use crate::links::logs::{LogReader, MetricsQuery};
+use crate::links::logs::{MetricReader, MetricsQuery};
 
 pub type MetricsStream = ReceiverStream<Result<JobMetricsEvent, Status>>;
 
@@ -221,7 +221,7 @@ impl Pump {
         }
     }
 
-    async fn forward(&mut self, reader: &mut LogReader) -> Result<Step, Status> {
+    async fn forward(&mut self, reader: &mut MetricReader) -> Result<Step, Status> {
         let follow = self.query.follow;
         let mut poll = tokio::time::interval(STATE_POLL);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -1,5 +1,6 @@
 //! The link to persistd's log channel: one connection per reader of output or metrics (a
-//! following read keeps its connection), plus deletion of a job's stored output.
+//! following read keeps its connection), plus deletion of a job's stored output. Reading
+//! output is [`LogReader`]'s.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -12,6 +13,8 @@ use joblet_ipc_proto::{Channel, IpcError, RemoteErrorKind};
 
 use super::{PATIENCE, connect_patiently};
 use crate::errors::LinkError;
+
+pub use super::log_reader::{LogChunk, LogReadError, LogReader, ReadEvent};
 
 const DAEMON: &str = "persistd";
 const DELETE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -31,8 +34,8 @@ pub struct MetricsQuery {
     pub follow: bool,
 }
 
-/// An open read of one job's output or metrics.
-pub struct LogReader {
+/// An open read of one job's metric samples.
+pub struct MetricReader {
     conn: Conn,
 }
 
@@ -58,11 +61,11 @@ impl LogsClient {
         conn.send(&req, &[])
             .await
             .map_err(|e| LinkError::unavailable(DAEMON, e))?;
-        Ok(LogReader { conn })
+        Ok(LogReader::new(conn, from_seq))
     }
 
     /// Opens a read of the job's metric samples (see [`MetricsQuery`]).
-    pub async fn metrics(&self, job: &JobId, q: MetricsQuery) -> Result<LogReader, LinkError> {
+    pub async fn metrics(&self, job: &JobId, q: MetricsQuery) -> Result<MetricReader, LinkError> {
         let conn = connect_patiently(&self.path, Channel::Logs, DAEMON, PATIENCE).await?;
         let req = ToPersistLogs::Metrics {
             job: job.clone(),
@@ -74,7 +77,7 @@ impl LogsClient {
         conn.send(&req, &[])
             .await
             .map_err(|e| LinkError::unavailable(DAEMON, e))?;
-        Ok(LogReader { conn })
+        Ok(MetricReader { conn })
     }
 
     /// Deletes a job's stored output; output that was never stored counts as deleted.
@@ -100,7 +103,7 @@ impl LogsClient {
     }
 }
 
-impl LogReader {
+impl MetricReader {
     /// The next message of the read. An error means the connection broke.
     pub async fn next(&mut self) -> Result<FromPersistLogs, IpcError> {
         Ok(self.conn.recv::<FromPersistLogs>().await?.msg)

@@ -1,6 +1,7 @@
 //! The frontend's connections to the other daemons, over ipc-proto channels:
 //! stated ([`state`]), the spawner ([`spawner`]) and persistd's log reader ([`logs`]).
 
+mod log_reader;
 pub mod logs;
 pub mod spawner;
 pub mod state;

@@ -3,17 +3,18 @@
 
 use std::fs::{DirBuilder, File, OpenOptions};
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use joblet_ipc_proto::channel::logs::LogChunk;
+use joblet_ipc_proto::channel::logs::LogRange;
 use joblet_ipc_proto::job::{JobId, Stream};
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
 use super::error::StoreError;
 use super::metric_log::MetricLog;
+use super::ranges::{ChunkAt, RangeBuilder};
 use super::record::{RECORD_LEN, Record};
 use super::recover::{self, RecoveryReport};
 use super::writer::LogWriter;
@@ -67,6 +68,8 @@ pub struct JobLog {
     pub(crate) files: Files,
     pub(crate) progress: watch::Sender<Progress>,
     slot: Mutex<WriterSlot>,
+    /// Woken whenever the writer goes back to its slot.
+    writer_back: Notify,
     metrics: Arc<MetricLog>,
     /// The job's directory was created by this process and its entry in the jobs directory
     /// is not synced yet. The sync waits for the end of the output ([`JobLog::sync_new_dir`],
@@ -126,6 +129,7 @@ impl JobLog {
             files,
             progress: watch::Sender::new(progress),
             slot: Mutex::new(slot),
+            writer_back: Notify::new(),
             metrics: metrics.log,
             dir_unsynced: AtomicBool::new(created),
         });
@@ -192,6 +196,21 @@ impl JobLog {
             Some(s) => WriterSlot::Idle(s),
             None => WriterSlot::Complete,
         };
+        self.writer_back.notify_waiters();
+    }
+
+    /// Resolves once no pump holds the writer (at once if none does).
+    pub async fn detached(&self) {
+        loop {
+            let back = self.writer_back.notified();
+            tokio::pin!(back);
+            // Registered before the check, so a release in between is not missed.
+            back.as_mut().enable();
+            if !self.is_attached() {
+                return;
+            }
+            back.await;
+        }
     }
 
     pub(crate) fn mark_deleted(&self) {
@@ -205,29 +224,10 @@ impl JobLog {
         self.slot.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Reads chunks from `from` on, at most `max_chunks` of them and stopping after the one
-    /// that reaches `max_bytes`, never past what [`Progress::chunks`] allows.
-    pub fn read_batch(
-        &self,
-        from: u64,
-        max_chunks: u64,
-        max_bytes: usize,
-    ) -> Result<Vec<LogChunk>, StoreError> {
-        self.read_batch_into(from, max_chunks, max_bytes, &mut Vec::new())
-    }
-
-    /// [`JobLog::read_batch`], with the chunks' data read into buffers taken from `spare`
-    /// (the data of chunks already sent) when there are: a streaming reader then touches the
-    /// same memory over and over, instead of a fresh zero-filled 64 KiB per chunk, which the
-    /// allocator handed back to the kernel and faulted in again (a fifth of persistd's time
-    /// while streaming).
-    pub fn read_batch_into(
-        &self,
-        from: u64,
-        max_chunks: u64,
-        max_bytes: usize,
-        spare: &mut Vec<Vec<u8>>,
-    ) -> Result<Vec<LogChunk>, StoreError> {
+    /// The ranges of chunks `from..`, at most `max_chunks` of them, never past what
+    /// [`Progress::chunks`] allows. Reads only the index: the data stays in the files, which
+    /// the reader reads itself ([`JobLog::open_data_readonly`]). Blocking.
+    pub fn read_ranges(&self, from: u64, max_chunks: u64) -> Result<Vec<LogRange>, StoreError> {
         let upto = self.progress().chunks.min(from.saturating_add(max_chunks));
         if from >= upto {
             return Ok(Vec::new());
@@ -238,21 +238,14 @@ impl JobLog {
             .index
             .read_exact_at(&mut raw, from * RECORD_LEN as u64)
             .map_err(|source| self.read_error(from, source))?;
-        let mut out = Vec::with_capacity(count);
-        let mut bytes = 0;
+        let mut ranges = RangeBuilder::default();
         for (i, rec) in raw.chunks_exact(RECORD_LEN).enumerate() {
-            let seq = from + i as u64;
-            let chunk = self.read_chunk(seq, rec, spare.pop().unwrap_or_default())?;
-            bytes += chunk.data.len();
-            out.push(chunk);
-            if bytes >= max_bytes {
-                break;
-            }
+            ranges.push(self.chunk_at(from + i as u64, rec)?);
         }
-        Ok(out)
+        Ok(ranges.finish())
     }
 
-    fn read_chunk(&self, seq: u64, raw: &[u8], mut data: Vec<u8>) -> Result<LogChunk, StoreError> {
+    fn chunk_at(&self, seq: u64, raw: &[u8]) -> Result<ChunkAt, StoreError> {
         let mut rec = [0u8; RECORD_LEN];
         rec.copy_from_slice(raw);
         let corrupt = |source| StoreError::Corrupt {
@@ -260,29 +253,55 @@ impl JobLog {
             seq,
             source,
         };
-        let (stream, offset, len, at_ns) = match Record::decode(&rec).map_err(corrupt)? {
+        match Record::decode(&rec).map_err(corrupt)? {
             Record::Chunk {
                 stream,
                 offset,
                 len,
                 at_ns,
-            } => (stream, offset, len, at_ns),
+            } => Ok(ChunkAt {
+                seq,
+                stream,
+                offset,
+                len,
+                at_ns,
+            }),
             Record::End { .. } => {
                 let e = io::Error::new(io::ErrorKind::InvalidData, "end record inside the log");
-                return Err(self.read_error(seq, e));
+                Err(self.read_error(seq, e))
             }
+        }
+    }
+
+    /// The job's `stdout` and `stderr` data files, opened again read-only for a reader: it
+    /// gets its own descriptors, never the ones this process writes with. Each is checked to
+    /// be the very file this log writes (device and inode), so a job directory that was
+    /// deleted or replaced in between is refused rather than served. Blocking.
+    pub fn open_data_readonly(&self) -> Result<[File; 2], StoreError> {
+        let open = |i: usize| -> Result<File, StoreError> {
+            let path = self.dir.join(DATA_FILES[i]);
+            let err = |source| StoreError::Open {
+                path: path.clone(),
+                source,
+            };
+            let file = OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&path)
+                .map_err(err)?;
+            let (ours, theirs) = (
+                self.files.data[i].metadata().map_err(err)?,
+                file.metadata().map_err(err)?,
+            );
+            if (ours.dev(), ours.ino()) != (theirs.dev(), theirs.ino()) {
+                return Err(err(io::Error::new(
+                    io::ErrorKind::NotFound,
+                    "not the file this job's log writes (its directory was replaced)",
+                )));
+            }
+            Ok(file)
         };
-        // Bytes already in the buffer are overwritten by the read: only growth is zeroed.
-        data.resize(len as usize, 0);
-        self.files.data[stream_index(stream)]
-            .read_exact_at(&mut data, offset)
-            .map_err(|source| self.read_error(seq, source))?;
-        Ok(LogChunk {
-            seq,
-            stream,
-            at_ns,
-            data,
-        })
+        Ok([open(0)?, open(1)?])
     }
 
     fn read_error(&self, seq: u64, source: io::Error) -> StoreError {

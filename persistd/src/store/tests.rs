@@ -7,6 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use joblet_ipc_proto::MAX_LOG_CHUNK;
+use joblet_ipc_proto::channel::logs::LogRange;
 use joblet_ipc_proto::job::{JobId, Stream};
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
 
@@ -44,15 +45,43 @@ fn drain(w: &mut LogWriter, stream: Stream, pipe: &OwnedFd) -> Append {
     }
 }
 
-fn read_all(log: &JobLog) -> Vec<joblet_ipc_proto::channel::logs::LogChunk> {
-    log.read_batch(0, u64::MAX, usize::MAX).unwrap()
+/// Every stored chunk, as ranges with their bytes read the way a reader reads them: from the
+/// read-only files.
+fn read_all(log: &JobLog) -> Vec<(LogRange, Vec<u8>)> {
+    read_from(log, 0, u64::MAX)
+}
+
+fn read_from(log: &JobLog, from: u64, max_chunks: u64) -> Vec<(LogRange, Vec<u8>)> {
+    let files = log.open_data_readonly().unwrap();
+    log.read_ranges(from, max_chunks)
+        .unwrap()
+        .into_iter()
+        .map(|r| (r, range_bytes(&files, &r)))
+        .collect()
+}
+
+fn range_bytes(files: &[std::fs::File; 2], r: &LogRange) -> Vec<u8> {
+    let mut data = vec![0u8; r.len as usize];
+    files[stream_index(r.stream)]
+        .read_exact_at(&mut data, r.offset)
+        .unwrap();
+    data
 }
 
 fn stream_bytes(log: &JobLog, stream: Stream) -> Vec<u8> {
     read_all(log)
         .into_iter()
-        .filter(|c| c.stream == stream)
-        .flat_map(|c| c.data)
+        .filter(|(r, _)| r.stream == stream)
+        .flat_map(|(_, data)| data)
+        .collect()
+}
+
+/// The index's records, straight from the file.
+fn records(store: &Store) -> Vec<Record> {
+    std::fs::read(index_path(store))
+        .unwrap()
+        .chunks_exact(RECORD_LEN)
+        .map(|b| Record::decode(b.try_into().unwrap()).unwrap())
         .collect()
 }
 
@@ -85,36 +114,75 @@ fn appends_and_reads_by_sequence() {
 
     assert_eq!(log.progress().chunks, 3);
     let all = read_all(&log);
-    let got: Vec<(u64, Stream, &[u8])> = all
+    let got: Vec<(u64, u64, Stream, &[u8])> = all
         .iter()
-        .map(|c| (c.seq, c.stream, c.data.as_slice()))
+        .map(|(r, data)| (r.first_seq, r.last_seq, r.stream, data.as_slice()))
         .collect();
+    // Each stream switch starts a new range.
     assert_eq!(
         got,
         [
-            (0, Stream::Stdout, &b"first\n"[..]),
-            (1, Stream::Stderr, &b"oops\n"[..]),
-            (2, Stream::Stdout, &b"second\n"[..]),
+            (0, 0, Stream::Stdout, &b"first\n"[..]),
+            (1, 1, Stream::Stderr, &b"oops\n"[..]),
+            (2, 2, Stream::Stdout, &b"second\n"[..]),
         ]
     );
     // Reading from the middle is direct, and limits are honoured.
-    let from_one = log.read_batch(1, 1, usize::MAX).unwrap();
+    let from_one = read_from(&log, 1, 1);
     assert_eq!(from_one.len(), 1);
-    assert_eq!(from_one[0].data, b"oops\n");
-    assert_eq!(log.read_batch(2, 10, 1).unwrap().len(), 1);
-    assert!(log.read_batch(3, 10, usize::MAX).unwrap().is_empty());
+    assert_eq!(from_one[0].1, b"oops\n");
+    assert_eq!(log.read_ranges(2, 10).unwrap().len(), 1);
+    assert!(log.read_ranges(3, 10).unwrap().is_empty());
     // Data files are plain concatenations of each stream.
     let stdout = std::fs::read(store.jobs_dir().join(JOB).join("stdout")).unwrap();
     assert_eq!(stdout, b"first\nsecond\n");
-    // Reused buffers (longer, shorter, full of old bytes) give exactly the same chunks.
-    let mut spare = vec![vec![0xAA; 100_000], vec![0xBB; 2], Vec::new()];
-    let reused = log.read_batch_into(0, 10, usize::MAX, &mut spare).unwrap();
-    assert!(
-        reused == read_all(&log),
-        "{:?}",
-        reused.iter().map(|c| &c.data).collect::<Vec<_>>()
-    );
-    assert!(spare.is_empty(), "every spare buffer was used");
+}
+
+#[test]
+fn contiguous_chunks_of_a_stream_are_one_range() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let log = store.open_job(&job()).unwrap().log;
+    let mut w = writer_of(&log);
+    let (r, mut wr) = pipe();
+    for line in ["a\n", "bb\n", "ccc\n"] {
+        wr.write_all(line.as_bytes()).unwrap();
+        drain(&mut w, Stream::Stdout, &r);
+    }
+    assert_eq!(log.progress().chunks, 3);
+    let all = read_all(&log);
+    assert_eq!(all.len(), 1);
+    let (range, data) = &all[0];
+    assert_eq!((range.first_seq, range.last_seq, range.offset), (0, 2, 0));
+    assert_eq!(data, b"a\nbb\nccc\n");
+    // Its time is its last chunk's.
+    match records(&store)[2] {
+        Record::Chunk { at_ns, .. } => assert_eq!(range.at_ns, at_ns),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn readers_get_their_own_read_only_files_and_never_a_replaced_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let log = store.open_job(&job()).unwrap().log;
+    let [out, err] = log.open_data_readonly().unwrap();
+    for f in [&out, &err] {
+        assert!(f.write_at(b"x", 0).is_err(), "a reader's file is writable");
+        let flags = fcntl(f, FcntlArg::F_GETFD).unwrap();
+        assert_ne!(flags & libc::FD_CLOEXEC, 0, "a reader's file is inherited");
+    }
+    // A file put where the data file was is not the log's: refused, never served.
+    let stdout = store.jobs_dir().join(JOB).join("stdout");
+    std::fs::remove_file(&stdout).unwrap();
+    std::fs::write(&stdout, b"planted").unwrap();
+    let e = log.open_data_readonly().unwrap_err();
+    assert!(e.to_string().contains("not the file"), "{e}");
+    // A symlink is not followed.
+    std::fs::remove_file(&stdout).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", &stdout).unwrap();
+    assert!(log.open_data_readonly().is_err());
 }
 
 #[test]
@@ -130,9 +198,14 @@ fn a_record_never_exceeds_one_frame() {
     wr.write_all(&payload).unwrap();
     drop(wr);
     assert_eq!(drain(&mut w, Stream::Stdout, &r), Append::Eof);
-    let chunks = read_all(&log);
-    assert!(chunks.iter().all(|c| c.data.len() <= MAX_LOG_CHUNK));
-    assert!(chunks.len() >= 4);
+    let records = records(&store);
+    assert!(records.len() >= 4);
+    assert!(records.iter().all(|r| matches!(r,
+        Record::Chunk { len, .. } if *len as usize <= MAX_LOG_CHUNK)));
+    // One range covers them all: contiguous, one stream, under a range's maximum.
+    let ranges = log.read_ranges(0, u64::MAX).unwrap();
+    assert_eq!(ranges.len(), 1);
+    assert_eq!(ranges[0].len as usize, payload.len());
     assert_eq!(stream_bytes(&log, Stream::Stdout), payload);
 }
 
@@ -345,16 +418,17 @@ fn a_reader_following_a_writer_sees_every_byte_once_in_order() {
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
+    let files = log.open_data_readonly().unwrap();
     let got = rt.block_on(async {
         let mut rx = log.subscribe();
         let mut seq = 0;
         let mut got = Vec::new();
         loop {
             let p = *rx.borrow_and_update();
-            for c in log.read_batch(seq, 64, usize::MAX).unwrap() {
-                assert_eq!(c.seq, seq);
-                seq += 1;
-                got.extend_from_slice(&c.data);
+            for r in log.read_ranges(seq, 64).unwrap() {
+                assert_eq!(r.first_seq, seq);
+                seq = r.next_seq();
+                got.extend_from_slice(&range_bytes(&files, &r));
             }
             if seq < p.chunks {
                 continue;

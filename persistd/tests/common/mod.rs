@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use joblet_ipc_proto::Channel;
-use joblet_ipc_proto::channel::logs::{FromPersistLogs, LogChunk, MetricSample, ToPersistLogs};
+use joblet_ipc_proto::channel::logs::{FromPersistLogs, LogRange, MetricSample, ToPersistLogs};
 use joblet_ipc_proto::channel::output::{FromPersistOutput, ToPersistOutput};
 use joblet_ipc_proto::job::{JobId, Stream};
 use joblet_ipc_proto::tokio::{Conn, Listener, connect};
@@ -202,10 +202,20 @@ pub async fn recv_output(conn: &mut Conn) -> FromPersistOutput {
         .msg
 }
 
+/// One range of a `Read`, with its bytes read from the files the read handed over, as the
+/// frontend reads them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadChunks {
+    pub first_seq: u64,
+    pub last_seq: u64,
+    pub stream: Stream,
+    pub data: Vec<u8>,
+}
+
 /// What one `Read` returned.
 #[derive(Debug)]
 pub struct ReadResult {
-    pub chunks: Vec<LogChunk>,
+    pub chunks: Vec<ReadChunks>,
     pub next_seq: u64,
     pub complete: bool,
 }
@@ -224,15 +234,24 @@ pub async fn read_on(conn: &mut Conn, job: &JobId, from_seq: u64, follow: bool) 
     };
     conn.send(&req, &[]).await.expect("send Read");
     let mut chunks = Vec::new();
+    let mut files: Option<[std::fs::File; 2]> = None;
     loop {
-        let msg = tokio::time::timeout(WAIT, conn.recv::<FromPersistLogs>())
+        let received = tokio::time::timeout(WAIT, conn.recv::<FromPersistLogs>())
             .await
             .expect("log frame in time")
-            .expect("log frame")
-            .msg;
-        match msg {
-            FromPersistLogs::Chunk(c) => chunks.push(c),
+            .expect("log frame");
+        match received.msg {
+            FromPersistLogs::Files => {
+                assert!(files.is_none(), "the files come once per read");
+                let [out, err] = <[OwnedFd; 2]>::try_from(received.fds).expect("two fds");
+                files = Some([out.into(), err.into()]);
+            }
+            FromPersistLogs::Range(r) => {
+                let files = files.as_ref().expect("the files come before any range");
+                chunks.push(read_range(files, &r));
+            }
             FromPersistLogs::End { next_seq, complete } => {
+                assert!(files.is_some(), "a read of a stored log sends the files");
                 return ReadResult {
                     chunks,
                     next_seq,
@@ -244,6 +263,33 @@ pub async fn read_on(conn: &mut Conn, job: &JobId, from_seq: u64, follow: bool) 
     }
 }
 
+/// Reads a range from the read-only files, as the frontend does; they must not be writable.
+pub fn read_range(files: &[std::fs::File; 2], r: &LogRange) -> ReadChunks {
+    use std::os::unix::fs::FileExt;
+    let file = &files[joblet_persistd::store::stream_index(r.stream)];
+    assert!(
+        file.write_at(b"x", 0).is_err(),
+        "a data file handed out writable"
+    );
+    let mut data = vec![0u8; r.len as usize];
+    file.read_exact_at(&mut data, r.offset)
+        .expect("the range is inside its file");
+    ReadChunks {
+        first_seq: r.first_seq,
+        last_seq: r.last_seq,
+        stream: r.stream,
+        data,
+    }
+}
+
+/// The number of chunks `chunks` cover (they start at their first's `first_seq`).
+pub fn seq_count(chunks: &[ReadChunks]) -> u64 {
+    match (chunks.first(), chunks.last()) {
+        (Some(a), Some(b)) => b.last_seq + 1 - a.first_seq,
+        _ => 0,
+    }
+}
+
 /// One request on a fresh logs connection, answered by one frame.
 pub async fn request(path: &Path, req: ToPersistLogs) -> FromPersistLogs {
     let mut conn = connect(path, Channel::Logs).await.expect("connect logs");
@@ -251,12 +297,15 @@ pub async fn request(path: &Path, req: ToPersistLogs) -> FromPersistLogs {
     conn.recv::<FromPersistLogs>().await.expect("reply").msg
 }
 
-/// Checks that chunks are numbered `from..` without gap, that each stream carries only its
-/// own lines, and returns the lines of each stream.
-pub fn check_chunks(chunks: &[LogChunk], from: u64) -> (Vec<String>, Vec<String>) {
+/// Checks that ranges cover chunks `from..` without gap or overlap, that each stream carries
+/// only its own lines, and returns the lines of each stream.
+pub fn check_chunks(chunks: &[ReadChunks], from: u64) -> (Vec<String>, Vec<String>) {
+    let mut next = from;
     for (i, c) in chunks.iter().enumerate() {
-        assert_eq!(c.seq, from + i as u64, "sequence gap or duplicate at {i}");
-        assert!(!c.data.is_empty(), "empty chunk {}", c.seq);
+        assert_eq!(c.first_seq, next, "sequence gap or duplicate at range {i}");
+        assert!(c.last_seq >= c.first_seq, "range {i} ends before it starts");
+        assert!(!c.data.is_empty(), "empty range {i}");
+        next = c.last_seq + 1;
     }
     let lines_of = |stream: Stream| -> Vec<String> {
         let bytes: Vec<u8> = chunks
@@ -284,7 +333,7 @@ pub fn check_chunks(chunks: &[LogChunk], from: u64) -> (Vec<String>, Vec<String>
 }
 
 /// Asserts each stream holds exactly the expected lines, once each, in order.
-pub fn assert_all_lines(chunks: &[LogChunk], lines: usize) {
+pub fn assert_all_lines(chunks: &[ReadChunks], lines: usize) {
     let (out, err) = check_chunks(chunks, 0);
     let (want_out, want_err) = expected_lines(lines);
     assert_lines_eq(&out, &want_out, "stdout");
@@ -315,7 +364,7 @@ pub async fn eventually<F: FnMut() -> bool>(what: &str, mut cond: F) {
 }
 
 /// Stored chunks of a job right now (a non-following read).
-pub async fn stored(path: &Path, job: &JobId) -> Vec<LogChunk> {
+pub async fn stored(path: &Path, job: &JobId) -> Vec<ReadChunks> {
     read(path, job, 0, false).await.chunks
 }
 

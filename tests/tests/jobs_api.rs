@@ -602,3 +602,39 @@ fn metrics_of_a_busy_job_show_its_cpu() {
     drop(grpc);
     sys.stop();
 }
+
+/// A followed GetJobLogs ends with the job, not just with its output: as the stream ends,
+/// one GetJobStatus (no polling) already shows the final state and exit code. Checked over
+/// many short jobs, whose output closes a moment before their exit is recorded.
+#[test]
+fn a_followed_log_ends_once_the_job_has_ended() {
+    require_root!();
+    let sys = System::start();
+    let grpc = sys.grpc();
+    for i in 0..20 {
+        let job = grpc_run(
+            &grpc,
+            RunJobRequest {
+                command: "sh".into(),
+                args: vec!["-c".into(), format!("sleep 0.2; echo run-{i}; exit 7")],
+                ..Default::default()
+            },
+        );
+        let output = grpc.run(async {
+            let request = joblet_api_proto::GetJobLogsRequest {
+                uuid: job.id.clone(),
+            };
+            let mut stream = grpc.jobs().get_job_logs(request).await?.into_inner();
+            let mut output = Vec::new();
+            while let Some(chunk) = stream.message().await? {
+                output.extend(chunk.payload);
+            }
+            Ok::<_, tonic::Status>(output)
+        });
+        assert_eq!(output.expect("GetJobLogs"), format!("run-{i}\n").into_bytes());
+        let status = grpc_status(&grpc, &job);
+        assert_eq!(status.status, "FAILED", "job {i} as its log ended: {status:?}");
+        assert_eq!(status.exit_code, 7, "job {i}: {status:?}");
+    }
+    sys.stop();
+}

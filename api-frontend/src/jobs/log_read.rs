@@ -20,6 +20,9 @@ const STATE_POLL: Duration = Duration::from_secs(2);
 /// How long after the job ended persistd may take to report its output complete before
 /// the read switches to reading what is stored and ending.
 const TERMINAL_GRACE: Duration = Duration::from_secs(5);
+/// How long a following read that reached the end of the output waits for the job's exit to
+/// be recorded before it ends.
+const EXIT_SETTLE: Duration = Duration::from_secs(1);
 /// Consecutive failed attempts to reach persistd before the read ends UNAVAILABLE.
 const MAX_FAILURES: u32 = 8;
 
@@ -91,7 +94,12 @@ impl LogRead {
                 }
             };
             match step {
-                Step::Done => return Ok(()),
+                Step::Done => {
+                    if follow {
+                        self.settle(door).await;
+                    }
+                    return Ok(());
+                }
                 Step::StopFollowing => follow = false,
                 Step::Reconnect => {
                     self.failures += 1;
@@ -164,6 +172,17 @@ impl LogRead {
                     self.job
                 ))))
             }
+        }
+    }
+
+    /// A following read ends with the job. Its output closes a moment before its exit is
+    /// recorded, and a client that asks for the status as the stream ends should find it
+    /// final rather than poll for it. Bounded: a job may close its output and run on.
+    async fn settle(&self, door: &impl Forward) {
+        let recorded = self.app.tracker.until_ended(&self.job);
+        tokio::select! {
+            _ = tokio::time::timeout(EXIT_SETTLE, recorded) => {}
+            _ = door.client_closed() => {}
         }
     }
 

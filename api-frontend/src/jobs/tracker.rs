@@ -23,6 +23,8 @@ pub struct Tracker {
     inner: Arc<Mutex<Inner>>,
     /// Woken whenever a job leaves the "starting" phase.
     start_ended: Arc<Notify>,
+    /// Woken whenever a job's exit has been recorded.
+    exit_recorded: Arc<Notify>,
 }
 
 /// Why a job may not start now.
@@ -53,6 +55,19 @@ impl Tracker {
     /// The job ended (its exit is recorded): it no longer counts.
     pub fn ended(&self, job: &JobId) {
         self.lock().active.remove(job);
+        self.exit_recorded.notify_waiters();
+    }
+
+    /// Resolves once `job` is not active here: its exit is recorded, or it is not ours.
+    pub async fn until_ended(&self, job: &JobId) {
+        loop {
+            // Registered before the check, so an exit recorded in between still wakes it.
+            let recorded = self.exit_recorded.notified();
+            if !self.lock().active.contains(job) {
+                return;
+            }
+            recorded.await;
+        }
     }
 
     pub fn is_starting(&self, job: &JobId) -> bool {
@@ -184,6 +199,30 @@ mod tests {
         tokio::time::timeout(std::time::Duration::from_secs(5), waiter)
             .await
             .expect("woken when its start ended")
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_recorded_exit_wakes_its_waiter() {
+        let t = Tracker::default();
+        t.until_ended(&id(1)).await;
+        let _started = t.reserve(&id(1), 0);
+        let _other = t.reserve(&id(2), 0);
+        let waiter = tokio::spawn({
+            let t = t.clone();
+            async move { t.until_ended(&id(1)).await }
+        });
+        tokio::task::yield_now().await;
+        t.ended(&id(2));
+        tokio::task::yield_now().await;
+        assert!(
+            !waiter.is_finished(),
+            "another job's exit is not this one's"
+        );
+        t.ended(&id(1));
+        tokio::time::timeout(std::time::Duration::from_secs(5), waiter)
+            .await
+            .expect("woken when its exit was recorded")
             .unwrap();
     }
 

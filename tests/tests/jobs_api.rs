@@ -631,9 +631,15 @@ fn a_followed_log_ends_once_the_job_has_ended() {
             }
             Ok::<_, tonic::Status>(output)
         });
-        assert_eq!(output.expect("GetJobLogs"), format!("run-{i}\n").into_bytes());
+        assert_eq!(
+            output.expect("GetJobLogs"),
+            format!("run-{i}\n").into_bytes()
+        );
         let status = grpc_status(&grpc, &job);
-        assert_eq!(status.status, "FAILED", "job {i} as its log ended: {status:?}");
+        assert_eq!(
+            status.status, "FAILED",
+            "job {i} as its log ended: {status:?}"
+        );
         assert_eq!(status.exit_code, 7, "job {i}: {status:?}");
     }
     sys.stop();

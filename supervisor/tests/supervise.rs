@@ -284,8 +284,9 @@ fn shutdown_kills_a_helper_that_ignores_sigterm_and_reaps_orphans() {
     let mut inst =
         Instance::new(|t| replace_once(&t, "stopTimeout: \"3s\"", "stopTimeout: \"1s\""));
     // Created before start: the helpers look for them as they start.
-    std::fs::create_dir_all(inst.dir.join("run/spawner")).unwrap();
-    std::fs::write(inst.dir.join("run/spawner/orphan"), "").unwrap();
+    let spawner_dir = inst.helper_dir("joblet-spawner");
+    std::fs::create_dir_all(&spawner_dir).unwrap();
+    std::fs::write(spawner_dir.join("orphan"), "").unwrap();
     std::fs::create_dir_all(inst.dir.join("data")).unwrap();
     std::fs::write(inst.dir.join("data/ignore-term"), "").unwrap();
     inst.start();
@@ -329,8 +330,9 @@ fn a_second_signal_kills_everything_at_once() {
     }
     let mut inst =
         Instance::new(|t| replace_once(&t, "stopTimeout: \"3s\"", "stopTimeout: \"60s\""));
-    std::fs::create_dir_all(inst.dir.join("run/spawner")).unwrap();
-    std::fs::write(inst.dir.join("run/spawner/ignore-term"), "").unwrap();
+    let spawner_dir = inst.helper_dir("joblet-spawner");
+    std::fs::create_dir_all(&spawner_dir).unwrap();
+    std::fs::write(spawner_dir.join("ignore-term"), "").unwrap();
     inst.start();
     let pids: Vec<u32> = HELPERS
         .iter()

@@ -129,7 +129,12 @@ fn decode(role: &str, fd: OwnedFd, report: &mut String) -> Result<(PathBuf, Vec<
                 u.enabled, u.host_base, u.range, u.slots
             );
             let _ = writeln!(report, "landlock={:?}", s.landlock);
-            (s.state_dir, s.listen)
+            // The spawner's own directory is a tmpfs the supervisor mounts at start and
+            // unmounts at stop: this stand-in works beside it, where the test's control
+            // files are before the start and its reports are after the stop.
+            let dir = s.state_dir.with_file_name("spawner-helper");
+            std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            (dir, s.listen)
         }
         "joblet-api" => {
             let s: FrontendSettings = settings::read_from_fd(fd).map_err(e)?;

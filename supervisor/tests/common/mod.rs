@@ -117,7 +117,8 @@ impl Instance {
         match helper {
             "joblet-stated" => self.dir.join("state"),
             "joblet-persistd" => self.dir.join("logs"),
-            "joblet-spawner" => self.dir.join("run/spawner"),
+            // Beside the spawner's directory, which is a tmpfs while joblet runs.
+            "joblet-spawner" => self.dir.join("run/spawner-helper"),
             "joblet-api" => self.dir.join("data"),
             other => panic!("no helper {other}"),
         }

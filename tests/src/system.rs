@@ -429,6 +429,9 @@ impl Drop for System {
             }
             let _ = child.kill();
             let _ = child.wait();
+            // Killed, the supervisor could not unmount the spawner's records tmpfs.
+            let spawner_dir = self.dir.path().join("run/spawner");
+            let _ = nix::mount::umount2(&spawner_dir, nix::mount::MntFlags::MNT_DETACH);
         }
     }
 }

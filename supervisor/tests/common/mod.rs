@@ -243,6 +243,9 @@ impl Drop for Instance {
         {
             let _ = child.kill();
             let _ = child.wait();
+            // Killed, joblet could not unmount the spawner's records tmpfs.
+            let spawner_dir = self.dir.join("run/spawner");
+            let _ = nix::mount::umount2(&spawner_dir, nix::mount::MntFlags::MNT_DETACH);
         }
         for h in HELPERS {
             let path = self.helper_dir(h);

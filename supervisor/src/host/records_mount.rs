@@ -22,6 +22,11 @@ pub enum RecordsMountError {
     Mount { path: PathBuf, source: nix::Error },
     #[error("reading /proc/self/mountinfo: {0}")]
     MountInfo(std::io::Error),
+    #[error("resolving {path}: {source}")]
+    Resolve {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error(
         "{path} is already a mount point of something else ({fstype} from {from}); the \
          spawner's directory must be ours"
@@ -43,6 +48,14 @@ impl RecordsMount {
     /// Mounts the tmpfs on `path` (an existing directory), or takes over the one a supervisor
     /// killed before it could unmount left there, with the records of its jobs.
     pub fn mount(path: &Path) -> Result<RecordsMount, RecordsMountError> {
+        // mountinfo names mount points by their resolved path: a symlinked parent (say
+        // /opt -> /data/opt) must not hide the tmpfs a killed supervisor left.
+        let resolved =
+            std::fs::canonicalize(path).map_err(|source| RecordsMountError::Resolve {
+                path: path.to_owned(),
+                source,
+            })?;
+        let path = resolved.as_path();
         let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
             .map_err(RecordsMountError::MountInfo)?;
         match mounted_at(&mountinfo, path) {
@@ -167,9 +180,13 @@ mod tests {
         let first = RecordsMount::mount(&path).unwrap();
         assert!(is_mounted());
         std::fs::write(path.join("record"), b"kept").unwrap();
-        // A supervisor killed without unmounting: the next one takes the tmpfs over.
+        // A supervisor killed without unmounting: the next one takes the tmpfs over, also
+        // when its configured path goes through a symlink.
         std::mem::forget(first);
-        let second = RecordsMount::mount(&path).unwrap();
+        let links = tempfile::tempdir().unwrap();
+        let via_link = links.path().join("link");
+        std::os::unix::fs::symlink(&path, &via_link).unwrap();
+        let second = RecordsMount::mount(&via_link).unwrap();
         assert_eq!(std::fs::read(path.join("record")).unwrap(), b"kept");
         // Records of jobs not yet settled keep it mounted.
         std::fs::create_dir_all(path.join("jobs/some-job")).unwrap();

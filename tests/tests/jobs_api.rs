@@ -604,19 +604,23 @@ fn metrics_of_a_busy_job_show_its_cpu() {
 }
 
 /// A followed GetJobLogs ends with the job, not just with its output: as the stream ends,
-/// one GetJobStatus (no polling) already shows the final state and exit code. Checked over
-/// many short jobs, whose output closes a moment before their exit is recorded.
+/// one GetJobStatus (no polling) already shows the final state and exit code. Each job closes
+/// its output 0.3 s before it exits, so a stream that ended with the output would find it
+/// still RUNNING.
 #[test]
 fn a_followed_log_ends_once_the_job_has_ended() {
     require_root!();
     let sys = System::start();
     let grpc = sys.grpc();
-    for i in 0..20 {
+    for i in 0..5 {
         let job = grpc_run(
             &grpc,
             RunJobRequest {
                 command: "sh".into(),
-                args: vec!["-c".into(), format!("sleep 0.2; echo run-{i}; exit 7")],
+                args: vec![
+                    "-c".into(),
+                    format!("sleep 0.2; echo run-{i}; exec >&- 2>&-; sleep 0.3; exit 7"),
+                ],
                 ..Default::default()
             },
         );

@@ -3,6 +3,7 @@
 //! the scheduler.
 
 use std::os::fd::{AsFd, OwnedFd};
+use std::sync::Arc;
 use std::time::Duration;
 
 use joblet_api_proto::RunJobResponse;
@@ -24,7 +25,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// Has the spawner start `id`, with `uploads` (the staging directory) attached when the
 /// launch says it has some, and records the result.
 pub async fn start_recorded(
-    app: &App,
+    app: &Arc<App>,
     id: &JobId,
     launch: LaunchSpec,
     uploads: Option<OwnedFd>,
@@ -46,11 +47,18 @@ pub async fn start_recorded(
     match reply {
         Ok(SpawnerReply::Started { pid, started_ns }) => {
             tracing::info!(job = %id, pid, "job started");
-            let status = record_start(app, id, started_ns).await;
-            drop(starting);
+            // The job runs: the client need not wait for the record of it. Until that record
+            // is written, lookups of the job wait for it (see `lookup::find`), and the job's
+            // exit is recorded after it (`Starting` is held until then).
+            starting.confirm();
+            let (app, job) = (app.clone(), id.clone());
+            tokio::spawn(async move {
+                record_start(&app, &job, started_ns).await;
+                drop(starting);
+            });
             Ok(RunJobResponse {
                 job_uuid: id.to_string(),
-                status,
+                status: JobState::Running.as_str().to_owned(),
             })
         }
         Ok(SpawnerReply::LaunchFailed { outcome }) => {
@@ -90,25 +98,21 @@ fn other_name(reply: &SpawnerReply) -> &'static str {
     }
 }
 
-/// Records RUNNING and returns the job's status as it then is.
-async fn record_start(app: &App, id: &JobId, started_ns: u64) -> String {
-    match app
+/// Records RUNNING. A refusal means the record moved on without it (the exit of a job whose
+/// start a restarted frontend never recorded); any other failure is settled by the exit or
+/// the next reconciliation.
+async fn record_start(app: &App, id: &JobId, started_ns: u64) {
+    let recorded = app
         .state
         .transition(id, JobState::Running, started_ns, None)
-        .await
-    {
-        Ok(()) => JobState::Running.as_str().to_owned(),
-        // A fast job's exit can be recorded before its start: report what stated holds.
+        .await;
+    match recorded {
+        Ok(()) => {}
         Err(e) if e.remote_kind() == Some(RemoteErrorKind::FailedPrecondition) => {
-            match app.state.get(id).await {
-                Ok(r) => r.state.as_str().to_owned(),
-                Err(_) => JobState::Running.as_str().to_owned(),
-            }
+            tracing::debug!(job = %id, error = %e, "the job's record moved on before its start");
         }
         Err(e) => {
-            // The job runs; its record catches up on its exit or the next reconciliation.
             tracing::error!(job = %id, error = %e, "job started but stated did not record it");
-            JobState::Running.as_str().to_owned()
         }
     }
 }

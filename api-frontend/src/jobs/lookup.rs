@@ -1,5 +1,7 @@
 //! Finding a job from what a client typed: a full id or a unique prefix of one.
 
+use std::time::Duration;
+
 use joblet_ipc_proto::RemoteErrorKind;
 use joblet_ipc_proto::job::{JobId, JobRecord};
 use tonic::Status;
@@ -26,14 +28,25 @@ pub fn normalise_prefix(input: &str) -> Result<String, Status> {
     Ok(s)
 }
 
-/// The record of the job `input` names.
+/// How long a lookup waits for the record of a start the client was already told about.
+const START_RECORD_WAIT: Duration = Duration::from_secs(2);
+
+/// The record of the job `input` names (a whole id, or a unique prefix of one).
 pub async fn find(app: &App, input: &str) -> Result<JobRecord, Status> {
     let prefix = normalise_prefix(input)?;
-    let id = app
-        .state
-        .resolve(&prefix)
-        .await
-        .map_err(|e| not_found_as(e, &prefix))?;
+    let id = match JobId::parse(&prefix) {
+        // A whole id needs no resolving: `get` says as well whether it exists.
+        Ok(id) => id,
+        Err(_) => app
+            .state
+            .resolve(&prefix)
+            .await
+            .map_err(|e| not_found_as(e, &prefix))?,
+    };
+    // RunJob answered RUNNING before the record said so; a lookup must not go back in time.
+    if app.tracker.is_start_confirmed(&id) {
+        let _ = tokio::time::timeout(START_RECORD_WAIT, app.tracker.start_recorded(&id)).await;
+    }
     app.state
         .get(&id)
         .await

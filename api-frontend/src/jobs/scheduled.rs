@@ -70,7 +70,7 @@ pub async fn start_due(app: Arc<App>, job: JobId) {
 
 /// `Err` says why the job must wait and be tried again; `Ok` means it is settled (started,
 /// failed, or no longer scheduled).
-async fn try_start(app: &App, job: &JobId) -> Result<(), String> {
+async fn try_start(app: &Arc<App>, job: &JobId) -> Result<(), String> {
     let record = match app.state.get(job).await {
         Ok(r) => r,
         Err(e) if e.remote_kind() == Some(RemoteErrorKind::NotFound) => {

@@ -14,6 +14,8 @@ struct Inner {
     active: HashSet<JobId>,
     /// Jobs whose RunJob is between creating the record and recording the start.
     starting: HashSet<JobId>,
+    /// Of those, the ones the spawner reports started: only their RUNNING record is pending.
+    confirmed: HashSet<JobId>,
     /// While a reconciliation runs: jobs that finished starting since it began.
     touched: Option<HashSet<JobId>>,
 }
@@ -74,6 +76,11 @@ impl Tracker {
         self.lock().starting.contains(job)
     }
 
+    /// Whether `job` runs and only the record of its start is still being written.
+    pub fn is_start_confirmed(&self, job: &JobId) -> bool {
+        self.lock().confirmed.contains(job)
+    }
+
     /// Resolves once `job` is not being started (at once if it is not).
     pub async fn start_recorded(&self, job: &JobId) {
         loop {
@@ -132,6 +139,11 @@ pub struct Starting {
 }
 
 impl Starting {
+    /// The spawner started the job; what remains is recording it.
+    pub fn confirm(&self) {
+        self.tracker.lock().confirmed.insert(self.job.clone());
+    }
+
     /// The job never started: it does not count against the limit.
     pub fn failed(self) {
         self.tracker.lock().active.remove(&self.job);
@@ -143,6 +155,7 @@ impl Drop for Starting {
         {
             let mut inner = self.tracker.lock();
             inner.starting.remove(&self.job);
+            inner.confirmed.remove(&self.job);
             if let Some(t) = inner.touched.as_mut() {
                 t.insert(self.job.clone());
             }
@@ -200,6 +213,19 @@ mod tests {
             .await
             .expect("woken when its start ended")
             .unwrap();
+    }
+
+    #[test]
+    fn a_confirmed_start_is_known_until_it_is_recorded() {
+        let t = Tracker::default();
+        let starting = t.reserve(&id(1), 0).unwrap();
+        assert!(!t.is_start_confirmed(&id(1)), "not started yet");
+        starting.confirm();
+        assert!(t.is_start_confirmed(&id(1)));
+        assert!(!t.is_start_confirmed(&id(2)));
+        drop(starting);
+        assert!(!t.is_start_confirmed(&id(1)), "its RUNNING is recorded");
+        assert!(!t.is_starting(&id(1)));
     }
 
     #[tokio::test]

@@ -43,14 +43,19 @@ pub async fn find(app: &App, input: &str) -> Result<JobRecord, Status> {
             .await
             .map_err(|e| not_found_as(e, &prefix))?,
     };
-    // RunJob answered RUNNING before the record said so; a lookup must not go back in time.
-    if app.tracker.is_start_confirmed(&id) {
-        let _ = tokio::time::timeout(START_RECORD_WAIT, app.tracker.start_recorded(&id)).await;
-    }
+    start_settled(app, &id).await;
     app.state
         .get(&id)
         .await
         .map_err(|e| not_found_as(e, &prefix))
+}
+
+/// Returns once the start of `id` is recorded if RunJob already answered RUNNING for it (at
+/// once otherwise): a client must not read INITIALIZING after being told RUNNING.
+pub async fn start_settled(app: &App, id: &JobId) {
+    if app.tracker.is_start_confirmed(id) {
+        let _ = tokio::time::timeout(START_RECORD_WAIT, app.tracker.start_recorded(id)).await;
+    }
 }
 
 fn not_found_as(e: LinkError, shown: &str) -> Status {

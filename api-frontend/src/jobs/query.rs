@@ -1,7 +1,7 @@
 //! GetJobStatus and ListJobs.
 
 use joblet_api_proto::{GetJobStatusRequest, GetJobStatusResponse, Jobs};
-use joblet_ipc_proto::job::JobOutcome;
+use joblet_ipc_proto::job::{JobOutcome, JobState};
 use tonic::Status;
 
 use super::convert;
@@ -21,6 +21,14 @@ pub async fn get_job_status(
 
 pub async fn list_jobs(app: &App) -> Result<Jobs, Status> {
     let mut records = app.state.list_all().await?;
+    for r in records.iter_mut() {
+        if r.state == JobState::Initializing && app.tracker.is_start_confirmed(&r.id) {
+            lookup::start_settled(app, &r.id).await;
+            if let Ok(fresh) = app.state.get(&r.id).await {
+                *r = fresh;
+            }
+        }
+    }
     records.sort_by(|a, b| {
         a.created_ns
             .cmp(&b.created_ns)

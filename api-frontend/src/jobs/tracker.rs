@@ -62,14 +62,7 @@ impl Tracker {
 
     /// Resolves once `job` is not active here: its exit is recorded, or it is not ours.
     pub async fn until_ended(&self, job: &JobId) {
-        loop {
-            // Registered before the check, so an exit recorded in between still wakes it.
-            let recorded = self.exit_recorded.notified();
-            if !self.lock().active.contains(job) {
-                return;
-            }
-            recorded.await;
-        }
+        wait_for(&self.exit_recorded, || !self.lock().active.contains(job)).await
     }
 
     pub fn is_starting(&self, job: &JobId) -> bool {
@@ -83,14 +76,7 @@ impl Tracker {
 
     /// Resolves once `job` is not being started (at once if it is not).
     pub async fn start_recorded(&self, job: &JobId) {
-        loop {
-            // Registered before the check, so a start ending in between still wakes it.
-            let ended = self.start_ended.notified();
-            if !self.is_starting(job) {
-                return;
-            }
-            ended.await;
-        }
+        wait_for(&self.start_ended, || !self.is_starting(job)).await
     }
 
     pub fn active_count(&self) -> usize {
@@ -128,6 +114,18 @@ impl Tracker {
         inner.active = alive;
         inner.active.extend(starting);
         inner.active.extend(still_active);
+    }
+}
+
+/// Resolves once `done` holds, checking again each time `woken` is notified.
+async fn wait_for(woken: &Notify, done: impl Fn() -> bool) {
+    loop {
+        // Registered before the check, so a change made in between still wakes us.
+        let notified = woken.notified();
+        if done() {
+            return;
+        }
+        notified.await;
     }
 }
 

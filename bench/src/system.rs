@@ -220,17 +220,27 @@ impl BenchSystem {
                 out.push((name, pid));
             }
         }
+        // The spawner's shim factory is a daemon of ours too, though a child of the spawner.
+        let factory = self.spawner_children(&out, "joblet-factory");
+        out.extend(
+            factory
+                .into_iter()
+                .map(|pid| ("joblet-factory".to_owned(), pid)),
+        );
         out
     }
 
-    /// Pids of the per-job shims (children of the spawner).
+    /// Pids of the per-job shims (children of the spawner, forked by its factory).
     pub fn shims(&self) -> Vec<i32> {
-        let spawner = self
-            .daemons()
-            .into_iter()
-            .find(|(n, _)| n == "joblet-spawner");
+        self.spawner_children(&self.daemons(), "joblet-shim")
+    }
+
+    /// The spawner's children named (`comm`) `name`.
+    fn spawner_children(&self, daemons: &[(String, i32)], name: &str) -> Vec<i32> {
+        let spawner = daemons.iter().find(|(n, _)| n == "joblet-spawner");
+        let named = |pid: &i32| host::status_field(*pid, "Name").is_some_and(|n| n == name);
         match spawner {
-            Some((_, pid)) => host::children(pid),
+            Some((_, pid)) => host::children(*pid).into_iter().filter(named).collect(),
             None => Vec::new(),
         }
     }

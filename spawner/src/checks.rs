@@ -81,7 +81,7 @@ pub fn landlock(setting: Enforcement, abi: Result<u32, LandlockError>) -> Result
 
 impl Spawner {
     /// The probe launch (see the module documentation), in `state_dir`.
-    pub fn probe(&self) -> Result<(), CheckError> {
+    pub fn probe(&mut self) -> Result<(), CheckError> {
         let failed = |e: &dyn std::fmt::Display| CheckError::Probe(e.to_string());
         let id = JobId::parse(PROBE_ID).map_err(|e| failed(&e))?;
         let spec = JobSpec::default();
@@ -93,17 +93,18 @@ impl Spawner {
         // A free slot, or when every one is taken, the first (the probe never runs job code).
         let slot = self.userns_slot().unwrap_or(Some(0));
         let mut plan = self.plan(&id, &request, slot);
-        (plan.dir, plan.probe) = (JobDir::new(&self.settings.state_dir, &id), true);
-        let _ = plan.dir.remove();
-        plan.dir.create().map_err(|e| failed(&e))?;
-        let shim = launch::fork_shim(&plan, Placement::Join(Vec::new()), None);
+        let dir = JobDir::new(&self.settings.state_dir, &id);
+        (plan.dir, plan.probe) = (dir.clone(), true);
+        let _ = dir.remove();
+        dir.create().map_err(|e| failed(&e))?;
+        let shim = (self.factory).fork_shim(plan, Placement::Join(Vec::new()), None);
         let result = shim.map_err(|e| failed(&e)).and_then(|shim| {
             let released = launch::release(shim.go).map_err(|e| failed(&e));
-            let outcome = released.and_then(|()| wait_for_exit(&plan.dir));
+            let outcome = released.and_then(|()| wait_for_exit(&dir));
             sys::kill_and_reap(shim.pidfd.as_fd());
             outcome
         });
-        let _ = plan.dir.remove();
+        let _ = dir.remove();
         match result? {
             ExitFile::Exited { wait_status: 0, .. } => Ok(()),
             ExitFile::LaunchFailed { message, .. } => Err(unsupported(message)),

@@ -13,7 +13,7 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 use crate::cgroup::Cgroups;
 use crate::clock;
-use crate::launch::seccomp::JobFilter;
+use crate::launch::factory::Factory;
 use crate::output::OutputLink;
 use crate::registry::{ClientId, Job};
 use crate::server::Client;
@@ -38,8 +38,8 @@ pub struct Spawner {
     /// Devices backing the allowed mounts, where io limits apply (the job's writable space is
     /// a tmpfs: memory, no device).
     pub io_devices: Vec<(u32, u32)>,
-    /// The job seccomp filter, compiled once.
-    pub seccomp: JobFilter,
+    /// Forks the jobs' shims.
+    pub factory: Factory,
     /// Whether jobs get the Landlock layer (configured, and available on this kernel).
     pub landlock: bool,
     pub jobs: BTreeMap<JobId, Job>,
@@ -88,6 +88,7 @@ impl Spawner {
             self.output.flush(&mut self.jobs);
             if self.shutdown_finished() {
                 self.finish_shutdown();
+                self.factory.stop();
                 return Ok(());
             }
             let (mut fds, tokens) = self.poll_set(signals.as_fd().as_raw_fd());

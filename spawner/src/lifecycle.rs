@@ -97,19 +97,20 @@ impl Spawner {
         };
         dir.create().map_err(internal)?;
         let mut job = Job::new(id.clone(), dir, file, None, Some(reply_to));
+        let plan = self.plan(id, launch, userns_slot);
         // Everything made so far belongs to `job`; a failure releases it whole.
         let launched = (|| {
             job.dir.write(JOB, &job.file).map_err(internal)?;
             let cgroup = self.cgroups.create(id, &limits).map_err(cgroup_error)?;
             let cgroup = job.cgroup.insert(cgroup);
             job.oom_watch = cgroup.oom_watch().map_err(internal)?;
-            let plan = self.plan(id, launch, userns_slot);
             let placement = match cgroup.clone_into_fd() {
                 Some(fd) => Placement::CloneInto(fd),
                 None => Placement::Join(cgroup.paths()),
             };
             let upload = upload.as_ref().map(|u| u.as_fd());
-            let forked = launch::fork_shim(&plan, placement, upload).map_err(internal)?;
+            let forked = self.factory.fork_shim(plan, placement, upload);
+            let forked = forked.map_err(internal)?;
             let (pid, start_ticks) = (forked.pid, forked.start_ticks);
             job.pipes = Some((forked.stdout, forked.stderr));
             job.file.shim = Some(ProcRef { pid, start_ticks });
@@ -160,7 +161,6 @@ impl Spawner {
             // Validated at start: the last slot's range ends below u32::MAX.
             userns: slot.map(|k| (s.userns.host_base + k * s.userns.range, s.userns.range)),
             landlock: self.landlock,
-            seccomp: self.seccomp.clone(),
             hostname: env::hostname(job),
             work_dir: env::work_dir(spec).to_string(),
             command: spec.command.clone(),

@@ -11,7 +11,8 @@ use crate::cgroup::{CgroupConfig, CgroupError, Cgroups};
 use crate::checks::{self, CheckError};
 use crate::daemon::{DaemonError, Spawner};
 use crate::harden::{self, HardenError};
-use crate::launch::{landlock, seccomp};
+use crate::launch::factory::Factory;
+use crate::launch::{StepError, landlock, seccomp};
 use crate::output::OutputLink;
 use crate::record::RecordError;
 use crate::settings::{self, SettingsError};
@@ -30,6 +31,8 @@ pub enum StartError {
     Check(#[from] CheckError),
     #[error(transparent)]
     Seccomp(#[from] seccomp::SeccompError),
+    #[error("start the shim factory: {0}")]
+    Factory(#[from] StepError),
     #[error("cgroups: {0}")]
     Cgroup(#[from] CgroupError),
     #[error("job records: {0}")]
@@ -87,7 +90,7 @@ pub fn run(args: &[String]) -> Result<(), StartError> {
         jobs_dir,
         cgroups,
         io_devices,
-        seccomp: seccomp::job_filter()?,
+        factory: Factory::start(seccomp::job_filter()?)?,
         landlock,
         jobs: Default::default(),
         clients: Default::default(),
@@ -109,7 +112,7 @@ pub fn run(args: &[String]) -> Result<(), StartError> {
         io_devices = ?spawner.io_devices,
         userns = spawner.settings.userns.enabled,
         landlock,
-        seccomp_instructions = spawner.seccomp.instructions(),
+        seccomp_instructions = spawner.factory.filter.instructions(),
         "spawner ready"
     );
     spawner.run(&signals)?;

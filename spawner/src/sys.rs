@@ -100,7 +100,10 @@ pub unsafe fn clone3(flags: u64, cgroup_fd: Option<BorrowedFd<'_>>) -> nix::Resu
     let mut args: libc::clone_args = unsafe { std::mem::zeroed() };
     args.flags = flags | libc::CLONE_PIDFD as u64;
     args.pidfd = (&raw mut pidfd) as u64;
-    args.exit_signal = libc::SIGCHLD as u64;
+    // With CLONE_PARENT the kernel takes the caller's own exit signal, and wants none here.
+    if flags & libc::CLONE_PARENT as u64 == 0 {
+        args.exit_signal = libc::SIGCHLD as u64;
+    }
     if let Some(fd) = cgroup_fd {
         args.flags |= CLONE_INTO_CGROUP;
         args.cgroup = fd.as_raw_fd() as u64;

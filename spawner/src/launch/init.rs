@@ -97,7 +97,7 @@ fn setup_and_exec(
     nix::unistd::chdir(plan.work_dir.as_str())
         .at(|| format!("enter the work directory {}", plan.work_dir))?;
     exec::prepare_process(stdout, stderr, error)?;
-    seccomp::install(&plan.seccomp).map_err(StepError::of)?;
+    seccomp::install(args.seccomp).map_err(StepError::of)?;
     if plan.probe {
         // SAFETY: the start-up probe ends here, having done every step a job goes through.
         unsafe { libc::_exit(0) }

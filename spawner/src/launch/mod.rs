@@ -22,12 +22,14 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
+use serde::{Deserialize, Serialize};
 
 use crate::record::{JobDir, bounded_message};
-use crate::sys;
+use crate::sys::{self, Cloned};
 
 pub mod env;
 mod exec;
+pub mod factory;
 mod identity;
 mod init;
 pub mod landlock;
@@ -51,8 +53,9 @@ impl ShimFds {
 /// restarts.
 pub const PIPE_SIZE: i32 = 1 << 20;
 
-/// Everything the shim and the job init need, decided and checked before the fork.
-#[derive(Debug, Clone)]
+/// Everything the shim and the job init need, decided and checked by the spawner, and sent to
+/// the shim factory (except the seccomp filter, which the factory has its own copy of).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LaunchPlan {
     pub dir: JobDir,
     pub allowed_mounts: Vec<PathBuf>,
@@ -64,7 +67,6 @@ pub struct LaunchPlan {
     /// The job's user namespace: its first host id and how many ids it maps (from 0 inside).
     pub userns: Option<(u32, u32)>,
     pub landlock: bool,
-    pub seccomp: seccomp::JobFilter,
     pub hostname: String,
     pub work_dir: String,
     pub command: String,
@@ -85,7 +87,7 @@ pub enum Placement<'a> {
 
 /// A launch step that failed, with the exit code the job gets for it: 127 (command not
 /// found), 126 (not executable) or -1 (everything else).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 #[error("{message}")]
 pub struct StepError {
     pub exit_code: i32,
@@ -163,16 +165,18 @@ pub fn release(go: OwnedFd) -> StepResult {
         .at(|| "release the shim")
 }
 
-/// The plan's strings as C strings, built before the fork.
-pub(crate) struct ExecArgs {
+/// What the init needs at `execve`, built before the fork: the plan's strings as C strings, and
+/// the compiled seccomp filter (installing it then allocates nothing).
+pub(crate) struct ExecArgs<'a> {
     pub argv: Vec<CString>,
     pub envp: Vec<CString>,
     /// The PATH the command is looked up in.
     pub path: String,
+    pub seccomp: &'a seccomp::JobFilter,
 }
 
-impl ExecArgs {
-    fn new(plan: &LaunchPlan) -> StepResult<ExecArgs> {
+impl ExecArgs<'_> {
+    fn new<'a>(plan: &LaunchPlan, seccomp: &'a seccomp::JobFilter) -> StepResult<ExecArgs<'a>> {
         // Validation refuses NUL bytes in every one of these strings.
         let c = |s: &String| CString::new(s.as_str()).map_err(|_| nix::Error::EINVAL);
         let all = |v: Vec<_>| v.into_iter().map(c).collect::<Result<_, _>>();
@@ -183,22 +187,29 @@ impl ExecArgs {
             argv: argv.map_err(&nul)?,
             envp: all(plan.env.iter().collect()).map_err(&nul)?,
             path,
+            seccomp,
         })
     }
 }
 
-/// Forks the job's shim, which waits for [`release`]. The write ends of the output pipes go
-/// only to the shim (and then the job), so the pipes reach end-of-file when the job is gone.
-/// `upload` is the staged upload directory.
+/// Forks the job's shim, which waits for [`release`], as a sibling of the caller
+/// (`CLONE_PARENT`): the shim factory calls this, and the shim is the spawner's child. The write
+/// ends of the output pipes go only to the shim (and then the job), so the pipes reach
+/// end-of-file when the job is gone. `upload` is the staged upload directory.
+///
+/// Returns the shim's pid and, in this order, its pidfd, the status pipe's read end
+/// (non-blocking), stdout's and stderr's read ends, and the release pipe's write end.
 pub fn fork_shim(
     plan: &LaunchPlan,
+    seccomp: &seccomp::JobFilter,
     placement: Placement<'_>,
     upload: Option<BorrowedFd<'_>>,
-) -> StepResult<Forked> {
-    let exec = ExecArgs::new(plan)?;
+) -> StepResult<(i32, [OwnedFd; 5])> {
+    let exec = ExecArgs::new(plan, seccomp)?;
     let pipe = || nix::unistd::pipe2(OFlag::O_CLOEXEC).at(|| "create a pipe");
     let ((stdout_r, stdout_w), (stderr_r, stderr_w)) = (pipe()?, pipe()?);
     let ((status_r, status_w), (go_r, go_w)) = (pipe()?, pipe()?);
+    set_nonblocking(status_r.as_fd()).at(|| "make the status pipe non-blocking")?;
     for fd in [&stdout_w, &stderr_w] {
         if let Err(e) = fcntl(fd, FcntlArg::F_SETPIPE_SZ(PIPE_SIZE)) {
             tracing::warn!(error = %e, "cannot raise an output pipe to 1 MiB; keeping the default");
@@ -215,37 +226,15 @@ pub fn fork_shim(
             upload.map(|u| u.as_raw_fd()),
         ],
     };
-    // SAFETY: the spawner is single-threaded (a poll loop, no runtime, no helper threads), so
-    // the child may allocate and run ordinary code; it never returns from `shim::run`.
-    let pid = match unsafe { nix::unistd::fork() }.at(|| "fork the shim")? {
-        nix::unistd::ForkResult::Child => shim::run(plan, &exec, fds, placement),
-        nix::unistd::ForkResult::Parent { child } => child.as_raw(),
+    let parent = libc::CLONE_PARENT as u64;
+    // SAFETY: the factory is single-threaded (a loop reading one socket), so the child may
+    // allocate and run ordinary code; it never returns from `shim::run`.
+    let (pid, pidfd) = match unsafe { sys::clone3(parent, None) }.at(|| "fork the shim")? {
+        Cloned::Child => shim::run(plan, &exec, fds, placement),
+        Cloned::Parent { pid, pidfd } => (pid, pidfd),
     };
     drop((stdout_w, stderr_w, status_w, go_r));
-    // The child cannot have been reaped (we are its parent and have not waited), so this pidfd
-    // and start time name the shim itself.
-    let named = sys::pidfd_open(pid)
-        .and_then(|fd| Ok((fd, sys::proc_start_ticks(pid)?)))
-        .and_then(|named| set_nonblocking(status_r.as_fd()).map(|()| named))
-        .at(|| "name the shim");
-    let (pidfd, start_ticks) = match named {
-        Ok(n) => n,
-        Err(e) => {
-            // Closing the go pipe makes the waiting shim exit at once; reap it.
-            drop(go_w);
-            let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
-            return Err(e);
-        }
-    };
-    Ok(Forked {
-        pid,
-        start_ticks,
-        pidfd,
-        status: status_r,
-        stdout: stdout_r,
-        stderr: stderr_r,
-        go: go_w,
-    })
+    Ok((pid, [pidfd, status_r, stdout_r, stderr_r, go_w]))
 }
 
 pub fn set_nonblocking(fd: BorrowedFd<'_>) -> nix::Result<()> {

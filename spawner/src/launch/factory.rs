@@ -1,0 +1,240 @@
+//! The shim factory: a small process the spawner forks once, at its start, to fork every job's
+//! shim. A shim forked from the spawner itself kept, alone, each page of the spawner's heap that
+//! the spawner wrote after the fork, and that heap grows with the jobs the spawner holds: a
+//! shim cost 100 KB when the spawner held no job and up to 1 MB when it held a thousand. The
+//! factory's memory stays that of a spawner that has just started, so its shims share it.
+//!
+//! The factory forks with `CLONE_PARENT` ([`super::fork_shim`]): each shim is the spawner's own
+//! child, exactly as if the spawner had forked it (it gets its exit signal, reaps it, holds its
+//! pidfd). The factory reads nothing but its socket pair with the spawner, one order at a time,
+//! and exits when the spawner's end closes.
+
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use joblet_ipc_proto::{IpcError, blocking::SeqSocket, codec::Message};
+use nix::sys::socket::{AddressFamily, SockFlag, SockType, setsockopt, socketpair, sockopt};
+use nix::sys::time::TimeVal;
+use serde::{Deserialize, Serialize};
+
+use super::seccomp::JobFilter;
+use super::{At, Forked, LaunchPlan, Placement, StepError, StepResult};
+use crate::sys::{self, Cloned};
+
+/// How long the spawner waits for a shim to be forked before it takes the factory for hung.
+const ORDER_PATIENCE: Duration = Duration::from_secs(10);
+
+/// The spawner's order: a shim for this plan. Its fds: the job's cgroup directory when the
+/// init is cloned into it (`join` is `None`), then the staged uploads when `upload`.
+#[derive(Serialize, Deserialize)]
+struct Order {
+    plan: LaunchPlan,
+    /// cgroup v1: the job's directory in every hierarchy, for the init to join.
+    join: Option<Vec<PathBuf>>,
+    upload: bool,
+}
+
+impl Message for Order {
+    fn expected_fds(&self) -> usize {
+        usize::from(self.join.is_none()) + usize::from(self.upload)
+    }
+    fn name(&self) -> &'static str {
+        "Order"
+    }
+}
+
+/// The factory's answer. With `Shim`, the fds [`super::fork_shim`] returns, in its order.
+#[derive(Serialize, Deserialize)]
+enum Made {
+    Shim { pid: i32 },
+    Failed(StepError),
+}
+
+impl Message for Made {
+    fn expected_fds(&self) -> usize {
+        match self {
+            Made::Shim { .. } => 5,
+            Made::Failed(_) => 0,
+        }
+    }
+    fn name(&self) -> &'static str {
+        "Made"
+    }
+}
+
+/// The spawner's handle on its factory.
+pub struct Factory {
+    sock: SeqSocket,
+    pidfd: OwnedFd,
+    /// The job seccomp filter, compiled once; every factory forked holds a copy.
+    pub filter: JobFilter,
+    buf: Vec<u8>,
+}
+
+impl Factory {
+    /// Forks the factory. The shims inherit its signal mask and credentials, so the spawner
+    /// calls this once those are what jobs must start from.
+    pub fn start(filter: JobFilter) -> StepResult<Factory> {
+        let (sock, pidfd) = fork_factory(&filter)?;
+        let buf = Vec::new();
+        Ok(Factory {
+            sock,
+            pidfd,
+            filter,
+            buf,
+        })
+    }
+
+    /// Has the factory fork a shim for `plan` ([`super::fork_shim`]). A factory found gone is
+    /// replaced before the order; one that fails to answer is replaced after, and this launch
+    /// fails (a shim it may have forked exits when its release pipe closes, and stays a zombie
+    /// of ours: the factory is expected to die only by an administrator's SIGKILL).
+    pub fn fork_shim(
+        &mut self,
+        plan: LaunchPlan,
+        placement: Placement<'_>,
+        upload: Option<BorrowedFd<'_>>,
+    ) -> StepResult<Forked> {
+        let (join, cgroup) = match placement {
+            Placement::Join(dirs) => (Some(dirs), None),
+            Placement::CloneInto(fd) => (None, Some(fd)),
+        };
+        let upload_fd = upload.is_some();
+        let order = Order {
+            plan,
+            join,
+            upload: upload_fd,
+        };
+        let fds: Vec<BorrowedFd<'_>> = cgroup.into_iter().chain(upload).collect();
+        let mut sent = self.sock.send(&order, &fds);
+        if let Err(IpcError::Io(_)) = sent {
+            // The factory was gone before this order, so nothing was forked: a new one takes it.
+            self.restart();
+            sent = self.sock.send(&order, &fds);
+        }
+        if let Err(IpcError::Oversized { len, max }) = sent {
+            let big = format!("the launch plan takes {len} bytes, over the {max} an order holds");
+            return Err(StepError::msg(big));
+        }
+        match sent.and_then(|()| self.sock.recv::<Made>(&mut self.buf)) {
+            Ok((Made::Shim { pid }, fds)) => name_shim(pid, fds),
+            Ok((Made::Failed(e), _)) => Err(e),
+            Err(e) => {
+                self.restart();
+                Err(StepError::new(
+                    "the shim factory failed (a new one was forked)",
+                    e,
+                ))
+            }
+        }
+    }
+
+    /// Replaces a factory that failed or hung: it is killed and reaped, and a new one forked
+    /// (if that fails too, the next launch tries again).
+    fn restart(&mut self) {
+        tracing::error!("the shim factory failed: forking a new one");
+        sys::kill_and_reap(self.pidfd.as_fd());
+        match fork_factory(&self.filter) {
+            Ok((sock, pidfd)) => (self.sock, self.pidfd) = (sock, pidfd),
+            Err(e) => tracing::error!(error = %e, "cannot fork a new shim factory"),
+        }
+    }
+
+    /// Ends the factory at the spawner's shutdown, so that nothing of ours outlives it.
+    pub fn stop(&self) {
+        sys::kill_and_reap(self.pidfd.as_fd());
+    }
+}
+
+fn fork_factory(filter: &JobFilter) -> StepResult<(SeqSocket, OwnedFd)> {
+    let (ours, theirs) = socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .at(|| "create the shim factory's socket pair")?;
+    let patience = TimeVal::new(ORDER_PATIENCE.as_secs() as _, 0);
+    setsockopt(&ours, sockopt::ReceiveTimeout, &patience).at(|| "set the factory's timeout")?;
+    // SAFETY: the spawner is single-threaded (a poll loop, no runtime, no helper threads), so
+    // the child may allocate and run ordinary code; it never returns from `serve`.
+    match unsafe { sys::clone3(0, None) }.at(|| "fork the shim factory")? {
+        Cloned::Child => {
+            drop(ours);
+            serve(SeqSocket::from_fd(theirs), filter)
+        }
+        Cloned::Parent { pidfd, .. } => Ok((SeqSocket::from_fd(ours), pidfd)),
+    }
+}
+
+/// The shim's pid, pidfd and pipes as the spawner keeps them.
+fn name_shim(pid: i32, fds: Vec<OwnedFd>) -> StepResult<Forked> {
+    let Ok([pidfd, status, stdout, stderr, go]) = <[OwnedFd; 5]>::try_from(fds) else {
+        return Err(StepError::msg("the shim factory sent the wrong fds"));
+    };
+    // The shim is our child and waits for `go`: it cannot have been reaped, so this start time
+    // is its own.
+    match sys::proc_start_ticks(pid) {
+        Ok(start_ticks) => Ok(Forked {
+            pid,
+            start_ticks,
+            pidfd,
+            status,
+            stdout,
+            stderr,
+            go,
+        }),
+        Err(e) => {
+            // Closing the go pipe makes the waiting shim exit at once; reap it.
+            drop(go);
+            let _ = sys::reap_pidfd(pidfd.as_fd(), true);
+            Err(StepError::new("name the shim", e))
+        }
+    }
+}
+
+fn exit(code: i32) -> ! {
+    // SAFETY: _exit ends this forked process at once without running the spawner's
+    // destructors or atexit handlers, which belong to the parent.
+    unsafe { libc::_exit(code) }
+}
+
+/// The factory's body: one order at a time, until the spawner's end closes.
+fn serve(sock: SeqSocket, filter: &JobFilter) -> ! {
+    let _ = nix::sys::prctl::set_name(c"joblet-factory");
+    // The spawner's listener, clients and jobs' fds are not ours to hold.
+    if sys::close_all_except(&[0, 1, 2, sock.as_raw_fd()]).is_err() {
+        exit(1)
+    }
+    let mut buf = Vec::new();
+    loop {
+        // Any failure to read, the spawner's close included, ends the factory: the spawner
+        // replaces a factory that does not answer.
+        let Ok((order, fds)) = sock.recv::<Order>(&mut buf) else {
+            exit(0)
+        };
+        let sent = match make(order, fds, filter) {
+            Ok((pid, fds)) => sock.send(&Made::Shim { pid }, &fds.each_ref().map(AsFd::as_fd)),
+            Err(e) => sock.send(&Made::Failed(e), &[]),
+        };
+        if sent.is_err() {
+            exit(1)
+        }
+    }
+}
+
+fn make(
+    order: Order,
+    mut fds: Vec<OwnedFd>,
+    filter: &JobFilter,
+) -> StepResult<(i32, [OwnedFd; 5])> {
+    let upload = if order.upload { fds.pop() } else { None };
+    let placement = match (order.join, fds.first()) {
+        (Some(dirs), _) => Placement::Join(dirs),
+        (None, Some(cgroup)) => Placement::CloneInto(cgroup.as_fd()),
+        (None, None) => return Err(StepError::msg("the order lacks the cgroup fd")),
+    };
+    let upload = upload.as_ref().map(|u| u.as_fd());
+    super::fork_shim(&order.plan, filter, placement, upload)
+}

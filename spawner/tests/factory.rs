@@ -1,0 +1,79 @@
+//! The shim factory: every shim is the spawner's own child though the factory forks it, a
+//! killed factory is replaced before the next job needs it, and nothing of it outlives the
+//! spawner.
+
+mod harness;
+
+use std::time::{Duration, Instant};
+
+use harness::*;
+use joblet_ipc_proto::job::EndReason;
+
+const T: Duration = Duration::from_secs(30);
+
+/// Pids of the live children of `parent` whose command name is `comm`.
+fn children(parent: i32, comm: &str) -> Vec<i32> {
+    let stat = |pid: i32| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok();
+    let mut out: Vec<i32> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .filter(|&pid| {
+            stat(pid).is_some_and(|s| {
+                let (name, rest) = s.rsplit_once(')').unwrap_or_default();
+                let fields: Vec<&str> = rest.split_whitespace().collect();
+                name.ends_with(&format!("({comm}"))
+                    && fields.first() != Some(&"Z")
+                    && fields.get(1) == Some(&parent.to_string().as_str())
+            })
+        })
+        .collect();
+    out.sort_unstable();
+    out
+}
+
+#[test]
+fn shims_are_the_spawners_children_and_a_killed_factory_is_replaced() {
+    let h = Harness::start();
+    let mut c = h.client();
+    let spawner = h.child.as_ref().unwrap().id() as i32;
+    let factory = children(spawner, "joblet-factory");
+    assert_eq!(factory.len(), 1, "one factory: {factory:?}\n{}", h.log());
+
+    let sleeper = new_job_id();
+    c.start_ok(&sleeper, sh("sleep 60"));
+    let shims = children(spawner, "joblet-shim");
+    assert_eq!(
+        shims.len(),
+        1,
+        "the shim is the spawner's child\n{}",
+        h.log()
+    );
+
+    // SAFETY: signalling a process we just found by pid, a child of our own spawner.
+    unsafe { libc::kill(factory[0], libc::SIGKILL) };
+    let end = Instant::now() + T;
+    while !children(spawner, "joblet-factory").is_empty() {
+        assert!(Instant::now() < end, "the factory did not die");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let job = new_job_id();
+    c.start_ok(&job, sh("exit 3"));
+    let o = c.finish_job(&job, T);
+    assert_eq!((o.reason, o.exit_code), (EndReason::Exited, 3), "{o:?}");
+    let replaced = children(spawner, "joblet-factory");
+    assert_eq!(replaced.len(), 1, "{replaced:?}\n{}", h.log());
+    assert_ne!(replaced, factory);
+    assert!(
+        h.log()
+            .contains("the shim factory failed: forking a new one"),
+        "{}",
+        h.log()
+    );
+
+    c.stop(&sleeper, 0);
+    let o = c.finish_job(&sleeper, T);
+    assert_eq!(o.reason, EndReason::Stopped, "{o:?}");
+    // `finish` checks that no process of ours, the factory included, outlives the spawner.
+    h.finish();
+}

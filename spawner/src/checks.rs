@@ -98,12 +98,14 @@ impl Spawner {
         let _ = dir.remove();
         dir.create().map_err(|e| failed(&e))?;
         let shim = (self.factory).fork_shim(plan, Placement::Join(Vec::new()), None);
-        let result = shim.map_err(|e| failed(&e)).and_then(|shim| {
-            let released = launch::release(shim.go).map_err(|e| failed(&e));
-            let outcome = released.and_then(|()| wait_for_exit(&dir));
-            sys::kill_and_reap(shim.pidfd.as_fd());
-            outcome
-        });
+        let result = shim
+            .map_err(|e| failed(&e))
+            .and_then(|(_, [pidfd, .., go])| {
+                let released = launch::release(go).map_err(|e| failed(&e));
+                let outcome = released.and_then(|()| wait_for_exit(&dir));
+                sys::kill_and_reap(pidfd.as_fd());
+                outcome
+            });
         let _ = dir.remove();
         match result? {
             ExitFile::Exited { wait_status: 0, .. } => Ok(()),

@@ -135,11 +135,8 @@ impl Spawner {
         }
         for (id, job) in &self.jobs {
             if let Some(shim) = &job.shim {
-                add(
-                    shim.pidfd.as_raw_fd(),
-                    libc::POLLIN,
-                    Token::Shim(id.clone()),
-                );
+                let pidfd = shim.pidfd.as_raw_fd();
+                add(pidfd, libc::POLLIN, Token::Shim(id.clone()));
                 if let Some(status) = &shim.status {
                     add(status.as_raw_fd(), libc::POLLIN, Token::Status(id.clone()));
                 }

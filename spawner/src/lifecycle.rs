@@ -13,9 +13,7 @@ use nix::sys::signal::Signal;
 use crate::cgroup::CgroupError;
 use crate::daemon::Spawner;
 use crate::launch::{self, LaunchPlan, Placement, ShimFds, env};
-use crate::record::{
-    EXIT, ExitFile, JOB, JobDir, JobFile, ProcRef, STARTED, StartedFile, StopCause,
-};
+use crate::record::{EXIT, ExitFile, JOB, JobDir, JobFile, STARTED, StartedFile, StopCause};
 use crate::registry::{Attach, ClientId, Job, Phase, ShimLink};
 use crate::{clock, outcome, sys};
 
@@ -110,19 +108,18 @@ impl Spawner {
             };
             let upload = upload.as_ref().map(|u| u.as_fd());
             let forked = self.factory.fork_shim(plan, placement, upload);
-            let forked = forked.map_err(internal)?;
-            let (pid, start_ticks) = (forked.pid, forked.start_ticks);
-            job.pipes = Some((forked.stdout, forked.stderr));
-            job.file.shim = Some(ProcRef { pid, start_ticks });
-            let status = Some(forked.status);
+            let (shim, [pidfd, status, stdout, stderr, go]) = forked.map_err(internal)?;
+            job.pipes = Some((stdout, stderr));
+            job.file.shim = Some(shim);
+            let (pid, status) = (shim.pid, Some(status));
             job.shim = Some(ShimLink {
                 pid,
-                pidfd: forked.pidfd,
+                pidfd,
                 status,
                 child: true,
             });
             job.dir.write(JOB, &job.file).map_err(internal)?;
-            launch::release(forked.go).map_err(internal)
+            launch::release(go).map_err(internal)
         })();
         if let Err(e) = launched {
             self.release(job, false);
@@ -195,23 +192,15 @@ impl Spawner {
         let Some(job) = self.jobs.get(id).filter(|j| j.exited().is_none()) else {
             return;
         };
-        let read_started = job.dir.read::<StartedFile>(STARTED);
-        let started = crate::logged(
-            read_started,
-            format_args!("read the started record of {id}"),
-        );
-        let exit = crate::logged(
-            job.dir.read(EXIT),
-            format_args!("read the exit record of {id}"),
-        );
-        let ended = exit.map(|exit: ExitFile| {
+        let started = job.dir.read::<StartedFile>(STARTED);
+        let started = crate::logged(started, format_args!("read the started record of {id}"));
+        let exit = job.dir.read::<ExitFile>(EXIT);
+        let exit = crate::logged(exit, format_args!("read the exit record of {id}"));
+        let ended = exit.map(|exit| {
             let oom_kills = job.cgroup.as_ref().map(|c| c.oom_kills()).transpose();
             let oom_kills = crate::logged(oom_kills, format_args!("read the OOM kills of {id}"));
-            outcome::from_exit(
-                &exit,
-                job.file.stop.map(|s| s.cause),
-                oom_kills.unwrap_or(0),
-            )
+            let oom_kills = oom_kills.unwrap_or(0);
+            outcome::from_exit(&exit, job.file.stop.map(|s| s.cause), oom_kills)
         });
         if let Some(s) = started.filter(|_| matches!(job.phase, Phase::Launching { .. })) {
             self.on_started(id, s);

@@ -68,9 +68,8 @@ pub fn run(args: &[String]) -> Result<(), StartError> {
     settings::validate(&s)?;
     init_logging(&s.logging);
     let listener_fd = ipc_listener(&s.listen, Channel::Spawner).ok_or(StartError::NoListener)?;
-    let listener = SeqListener::from_fd(
-        joblet_ipc_proto::inherit::take_listener(listener_fd).map_err(StartError::Listener)?,
-    );
+    let listener = joblet_ipc_proto::inherit::take_listener(listener_fd);
+    let listener = SeqListener::from_fd(listener.map_err(StartError::Listener)?);
     harden::close_foreign_fds(listener.as_raw_fd())?;
     harden::harden_self()?;
     let signals = crate::daemon::signal_fd()?;

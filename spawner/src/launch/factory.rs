@@ -19,7 +19,8 @@ use nix::sys::time::TimeVal;
 use serde::{Deserialize, Serialize};
 
 use super::seccomp::JobFilter;
-use super::{At, Forked, LaunchPlan, Placement, StepError, StepResult};
+use super::{At, LaunchPlan, Placement, ShimEnds, StepError, StepResult};
+use crate::record::ProcRef;
 use crate::sys::{self, Cloned};
 
 /// How long the spawner waits for a shim to be forked before it takes the factory for hung.
@@ -76,14 +77,25 @@ impl Factory {
     /// Forks the factory. The shims inherit its signal mask and credentials, so the spawner
     /// calls this once those are what jobs must start from.
     pub fn start(filter: JobFilter) -> StepResult<Factory> {
-        let (sock, pidfd) = fork_factory(&filter)?;
-        let buf = Vec::new();
-        Ok(Factory {
-            sock,
-            pidfd,
-            filter,
-            buf,
-        })
+        let kind = (AddressFamily::Unix, SockType::SeqPacket);
+        let pair = socketpair(kind.0, kind.1, None, SockFlag::SOCK_CLOEXEC);
+        let (ours, theirs) = pair.at(|| "create the shim factory's socket pair")?;
+        let patience = TimeVal::new(ORDER_PATIENCE.as_secs() as _, 0);
+        setsockopt(&ours, sockopt::ReceiveTimeout, &patience).at(|| "set the factory's timeout")?;
+        // SAFETY: the spawner is single-threaded (a poll loop, no runtime, no helper threads),
+        // so the child may allocate and run ordinary code; it never returns from `serve`.
+        match unsafe { sys::clone3(0, None) }.at(|| "fork the shim factory")? {
+            Cloned::Child => {
+                drop(ours);
+                serve(SeqSocket::from_fd(theirs), &filter)
+            }
+            Cloned::Parent { pidfd, .. } => Ok(Factory {
+                sock: SeqSocket::from_fd(ours),
+                pidfd,
+                filter,
+                buf: Vec::new(),
+            }),
+        }
     }
 
     /// Has the factory fork a shim for `plan` ([`super::fork_shim`]). A factory found gone is
@@ -95,7 +107,7 @@ impl Factory {
         plan: LaunchPlan,
         placement: Placement<'_>,
         upload: Option<BorrowedFd<'_>>,
-    ) -> StepResult<Forked> {
+    ) -> StepResult<(ProcRef, ShimEnds)> {
         let (join, cgroup) = match placement {
             Placement::Join(dirs) => (Some(dirs), None),
             Placement::CloneInto(fd) => (None, Some(fd)),
@@ -123,7 +135,7 @@ impl Factory {
             Err(e) => {
                 self.restart();
                 Err(StepError::new(
-                    "the shim factory failed (a new one was forked)",
+                    "the shim factory failed (it was replaced)",
                     e,
                 ))
             }
@@ -135,8 +147,8 @@ impl Factory {
     fn restart(&mut self) {
         tracing::error!("the shim factory failed: forking a new one");
         sys::kill_and_reap(self.pidfd.as_fd());
-        match fork_factory(&self.filter) {
-            Ok((sock, pidfd)) => (self.sock, self.pidfd) = (sock, pidfd),
+        match Factory::start(self.filter.clone()) {
+            Ok(new) => *self = new,
             Err(e) => tracing::error!(error = %e, "cannot fork a new shim factory"),
         }
     }
@@ -147,46 +159,18 @@ impl Factory {
     }
 }
 
-fn fork_factory(filter: &JobFilter) -> StepResult<(SeqSocket, OwnedFd)> {
-    let (ours, theirs) = socketpair(
-        AddressFamily::Unix,
-        SockType::SeqPacket,
-        None,
-        SockFlag::SOCK_CLOEXEC,
-    )
-    .at(|| "create the shim factory's socket pair")?;
-    let patience = TimeVal::new(ORDER_PATIENCE.as_secs() as _, 0);
-    setsockopt(&ours, sockopt::ReceiveTimeout, &patience).at(|| "set the factory's timeout")?;
-    // SAFETY: the spawner is single-threaded (a poll loop, no runtime, no helper threads), so
-    // the child may allocate and run ordinary code; it never returns from `serve`.
-    match unsafe { sys::clone3(0, None) }.at(|| "fork the shim factory")? {
-        Cloned::Child => {
-            drop(ours);
-            serve(SeqSocket::from_fd(theirs), filter)
-        }
-        Cloned::Parent { pidfd, .. } => Ok((SeqSocket::from_fd(ours), pidfd)),
-    }
-}
-
-/// The shim's pid, pidfd and pipes as the spawner keeps them.
-fn name_shim(pid: i32, fds: Vec<OwnedFd>) -> StepResult<Forked> {
-    let Ok([pidfd, status, stdout, stderr, go]) = <[OwnedFd; 5]>::try_from(fds) else {
+/// The shim, named by its pid and start time, and its fds ([`ShimEnds`]).
+fn name_shim(pid: i32, fds: Vec<OwnedFd>) -> StepResult<(ProcRef, ShimEnds)> {
+    let Ok(fds) = ShimEnds::try_from(fds) else {
         return Err(StepError::msg("the shim factory sent the wrong fds"));
     };
     // The shim is our child and waits for `go`: it cannot have been reaped, so this start time
     // is its own.
     match sys::proc_start_ticks(pid) {
-        Ok(start_ticks) => Ok(Forked {
-            pid,
-            start_ticks,
-            pidfd,
-            status,
-            stdout,
-            stderr,
-            go,
-        }),
+        Ok(start_ticks) => Ok((ProcRef { pid, start_ticks }, fds)),
         Err(e) => {
             // Closing the go pipe makes the waiting shim exit at once; reap it.
+            let [pidfd, .., go] = fds;
             drop(go);
             let _ = sys::reap_pidfd(pidfd.as_fd(), true);
             Err(StepError::new("name the shim", e))
@@ -224,11 +208,7 @@ fn serve(sock: SeqSocket, filter: &JobFilter) -> ! {
     }
 }
 
-fn make(
-    order: Order,
-    mut fds: Vec<OwnedFd>,
-    filter: &JobFilter,
-) -> StepResult<(i32, [OwnedFd; 5])> {
+fn make(order: Order, mut fds: Vec<OwnedFd>, filter: &JobFilter) -> StepResult<(i32, ShimEnds)> {
     let upload = if order.upload { fds.pop() } else { None };
     let placement = match (order.join, fds.first()) {
         (Some(dirs), _) => Placement::Join(dirs),

@@ -43,14 +43,12 @@ fn setup_and_exec(
     uploads: &[upload::Entry],
     [stdout, stderr, error]: [i32; 3],
 ) -> Result<std::convert::Infallible, StepError> {
-    match nix::unistd::read(&sync, &mut [0u8]) {
-        Ok(1) => drop(sync),
-        _ => {
-            return Err(StepError::msg(
-                "the shim went away before releasing the job",
-            ));
-        }
+    if !matches!(nix::unistd::read(&sync, &mut [0u8]), Ok(1)) {
+        return Err(StepError::msg(
+            "the shim went away before releasing the job",
+        ));
     }
+    drop(sync);
     // cgroup v1, before anything else runs here: "0" in `tasks` moves the writing thread
     // itself, the one migration the kernel makes without taking its global threadgroup lock
     // for writing, which waits for an RCU grace period (10-20 ms per job when the shim wrote

@@ -143,19 +143,10 @@ impl<T, E: Display> At<T> for Result<T, E> {
     }
 }
 
-/// A forked shim, seen from the spawner.
-pub struct Forked {
-    pub pid: i32,
-    pub start_ticks: u64,
-    pub pidfd: OwnedFd,
-    /// Read end of the status pipe, non-blocking.
-    pub status: OwnedFd,
-    /// The read ends of the job's stdout and stderr.
-    pub stdout: OwnedFd,
-    pub stderr: OwnedFd,
-    /// Write end of the release pipe, see [`release`].
-    pub go: OwnedFd,
-}
+/// A forked shim's fds, seen from the spawner: its pidfd, the status pipe's read end
+/// (non-blocking), stdout's and stderr's read ends, and the release pipe's write end (see
+/// [`release`]).
+pub type ShimEnds = [OwnedFd; 5];
 
 /// Lets the shim start the job. Until then it waits, so that its pid is on record before
 /// anything runs; if the spawner dies (or drops `go`) first, the shim sees EOF and exits.
@@ -197,14 +188,13 @@ impl ExecArgs<'_> {
 /// ends of the output pipes go only to the shim (and then the job), so the pipes reach
 /// end-of-file when the job is gone. `upload` is the staged upload directory.
 ///
-/// Returns the shim's pid and, in this order, its pidfd, the status pipe's read end
-/// (non-blocking), stdout's and stderr's read ends, and the release pipe's write end.
+/// Returns the shim's pid and its [`ShimEnds`].
 pub fn fork_shim(
     plan: &LaunchPlan,
     seccomp: &seccomp::JobFilter,
     placement: Placement<'_>,
     upload: Option<BorrowedFd<'_>>,
-) -> StepResult<(i32, [OwnedFd; 5])> {
+) -> StepResult<(i32, ShimEnds)> {
     let exec = ExecArgs::new(plan, seccomp)?;
     let pipe = || nix::unistd::pipe2(OFlag::O_CLOEXEC).at(|| "create a pipe");
     let ((stdout_r, stdout_w), (stderr_r, stderr_w)) = (pipe()?, pipe()?);

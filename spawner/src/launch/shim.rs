@@ -218,9 +218,8 @@ fn open_tasks_files(dirs: &[PathBuf]) -> StepResult<Vec<OwnedFd>> {
     let open = |dir: &PathBuf| {
         let path = dir.join("tasks");
         let file = std::fs::OpenOptions::new().write(true).open(&path);
-        Ok(OwnedFd::from(
-            file.at(|| format!("open {}", path.display()))?,
-        ))
+        let file = file.at(|| format!("open {}", path.display()))?;
+        Ok(OwnedFd::from(file))
     };
     dirs.iter().map(open).collect()
 }

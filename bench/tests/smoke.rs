@@ -78,7 +78,12 @@ fn surface_reports_the_spawner_and_the_supervisor() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
     let spawner = &v[0];
     assert_eq!(spawner["binary"], "joblet-spawner");
-    assert!(spawner["code"][0]["lines"].as_u64().unwrap() > 1000);
+    let lines = spawner["code"][0]["lines"].as_u64().unwrap();
+    assert!(lines > 1000, "{lines}");
+    assert!(
+        lines < joblet_bench::surface::render::SPAWNER_LINE_BUDGET as u64,
+        "the spawner has {lines} lines of Rust: over the budget promised to auditors"
+    );
     assert!(
         spawner["requests"]
             .as_array()

@@ -15,17 +15,18 @@ use nix::sys::signal::Signal;
 use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid};
 
 /// Converts a raw syscall return value that is an fd into an owned fd.
-fn fd_result(ret: libc::c_long) -> nix::Result<OwnedFd> {
+pub(crate) fn fd_result(ret: libc::c_long) -> nix::Result<OwnedFd> {
     let raw = RawFd::try_from(check(ret)?).map_err(|_| Errno::EOVERFLOW)?;
     // SAFETY: the kernel just returned this new fd to us; nothing else owns it.
     Ok(unsafe { OwnedFd::from_raw_fd(raw) })
 }
 
-fn check(ret: libc::c_long) -> nix::Result<libc::c_long> {
+/// A raw syscall return value, or the errno of a negative one.
+pub(crate) fn check(ret: libc::c_long) -> nix::Result<libc::c_long> {
     if ret < 0 { Err(Errno::last()) } else { Ok(ret) }
 }
 
-fn unit_result(ret: libc::c_long) -> nix::Result<()> {
+pub(crate) fn unit_result(ret: libc::c_long) -> nix::Result<()> {
     check(ret).map(drop)
 }
 

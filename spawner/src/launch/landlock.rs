@@ -16,7 +16,7 @@
 //! the scopes. No Landlock at all is [`LandlockError::Unavailable`], which the spawner turns into
 //! "refuse to start" when it is configured to enforce Landlock.
 
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use libc::{
@@ -25,6 +25,8 @@ use libc::{
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::sys::stat::{Mode, SFlag};
+
+use crate::sys;
 
 // Filesystem rights, `<linux/landlock.h>`.
 pub const EXECUTE: u64 = 1 << 0;
@@ -166,17 +168,15 @@ pub fn abi() -> Result<u32, LandlockError> {
             CREATE_RULESET_VERSION,
         )
     };
-    if ret < 0 {
-        return Err(match Errno::last() {
-            Errno::ENOSYS => LandlockError::Unavailable {
-                reason: "the kernel was built without it (CONFIG_SECURITY_LANDLOCK)",
-            },
-            Errno::EOPNOTSUPP => LandlockError::Unavailable {
-                reason: "it is disabled at boot (add `landlock` to the kernel's `lsm=` list)",
-            },
-            e => LandlockError::Probe(e),
-        });
-    }
+    let ret = sys::check(ret).map_err(|e| match e {
+        Errno::ENOSYS => LandlockError::Unavailable {
+            reason: "the kernel was built without it (CONFIG_SECURITY_LANDLOCK)",
+        },
+        Errno::EOPNOTSUPP => LandlockError::Unavailable {
+            reason: "it is disabled at boot (add `landlock` to the kernel's `lsm=` list)",
+        },
+        e => LandlockError::Probe(e),
+    })?;
     let reason = "the kernel reports no usable ABI version";
     u32::try_from(ret)
         .ok()
@@ -255,20 +255,10 @@ pub fn build(root: &Path, policy: &[PathRule]) -> Result<Ruleset, LandlockError>
 /// Enforces the ruleset on the calling thread and everything it starts from now on. Requires
 /// no_new_privs (or CAP_SYS_ADMIN). Only a syscall: safe right before `execve`.
 pub fn restrict_self(ruleset: &Ruleset) -> Result<(), LandlockError> {
+    let fd = ruleset.fd.as_raw_fd();
     // SAFETY: plain integer arguments; the kernel only looks the fd up.
-    let ret = unsafe {
-        syscall(
-            SYS_landlock_restrict_self,
-            ruleset.fd.as_raw_fd(),
-            0 as c_uint,
-        )
-    };
-    match ret {
-        0.. => Ok(()),
-        _ => Err(LandlockError::RestrictSelf {
-            errno: Errno::last(),
-        }),
-    }
+    let ret = unsafe { syscall(SYS_landlock_restrict_self, fd, 0 as c_uint) };
+    sys::unit_result(ret).map_err(|errno| LandlockError::RestrictSelf { errno })
 }
 
 /// `struct landlock_ruleset_attr`.
@@ -297,12 +287,8 @@ fn create_ruleset(abi: u32) -> Result<OwnedFd, LandlockError> {
     // SAFETY: `attr` is a live `landlock_ruleset_attr` of the size passed; kernels that know a
     // shorter struct accept it because the fields they do not know are zero on those ABIs.
     let ret = unsafe { syscall(SYS_landlock_create_ruleset, attr, size, 0 as c_uint) };
-    if ret < 0 {
-        return Err(LandlockError::CreateRuleset(Errno::last()));
-    }
-    let raw = i32::try_from(ret).map_err(|_| LandlockError::CreateRuleset(Errno::EBADF))?;
-    // SAFETY: the kernel returned a new fd (close-on-exec) that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+    // A new ruleset fd, close-on-exec, that nothing else owns.
+    sys::fd_result(ret).map_err(LandlockError::CreateRuleset)
 }
 
 fn add_path_rule(

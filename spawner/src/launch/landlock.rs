@@ -218,15 +218,10 @@ pub fn effective_access(requested: u64, abi: u32, is_dir: bool) -> u64 {
 /// Builds the [`POLICY`] ruleset for a job whose root is `root` (`/` after `pivot_root`; the
 /// tests use a temporary directory).
 pub fn build_ruleset(root: &Path) -> Result<Ruleset, LandlockError> {
-    build(root, POLICY)
-}
-
-/// Builds a ruleset from any policy table rooted at `root`.
-pub fn build(root: &Path, policy: &[PathRule]) -> Result<Ruleset, LandlockError> {
     let abi = abi()?;
     let fd = create_ruleset(abi)?;
     let mut skipped = Vec::new();
-    for rule in policy {
+    for rule in POLICY {
         let path = root.join(rule.path.trim_start_matches('/'));
         let parent = match nix::fcntl::open(&path, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
         {

@@ -56,6 +56,11 @@ pub const SCOPE_SIGNAL: u64 = 1 << 1;
 const CREATE_RULESET_VERSION: libc::c_uint = 1 << 0;
 const RULE_PATH_BENEATH: libc::c_int = 1;
 
+/// The 13 rights of ABI 1 (`EXECUTE` to `MAKE_SYM`).
+const ABI_1_RIGHTS: u64 = (1 << 13) - 1;
+/// The rights later ABIs added, with the ABI that added each.
+const ADDED_RIGHTS: [(u32, u64); 3] = [(2, REFER), (3, TRUNCATE), (5, IOCTL_DEV)];
+
 /// Rights that apply to a file (a rule on a non-directory may hold only these).
 const FILE_RIGHTS: u64 = EXECUTE | WRITE_FILE | READ_FILE | TRUNCATE | IOCTL_DEV;
 
@@ -187,17 +192,8 @@ pub fn abi() -> Result<u32, LandlockError> {
 /// Filesystem rights the kernel of `abi` knows (all of them are handled, i.e. refused unless
 /// granted).
 pub fn fs_rights(abi: u32) -> u64 {
-    let mut rights = (1 << 13) - 1;
-    if abi >= 2 {
-        rights |= REFER;
-    }
-    if abi >= 3 {
-        rights |= TRUNCATE;
-    }
-    if abi >= 5 {
-        rights |= IOCTL_DEV;
-    }
-    rights
+    let known = ADDED_RIGHTS.iter().filter(|(since, _)| abi >= *since);
+    known.fold(ABI_1_RIGHTS, |rights, (_, right)| rights | right)
 }
 
 /// Scopes enforced at `abi`.
@@ -223,8 +219,8 @@ pub fn build_ruleset(root: &Path) -> Result<Ruleset, LandlockError> {
     let mut skipped = Vec::new();
     for rule in POLICY {
         let path = root.join(rule.path.trim_start_matches('/'));
-        let parent = match nix::fcntl::open(&path, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
-        {
+        let opened = nix::fcntl::open(&path, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty());
+        let parent = match opened {
             Ok(parent) => parent,
             Err(Errno::ENOENT) if !rule.required => {
                 skipped.push(rule.path);

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use joblet_ipc_proto::{channel::output::CgroupDir, job::JobId, settings::CgroupMode};
 use nix::sys::signal::Signal;
 
-use super::error::{CgroupError, io_error};
+use super::error::{CgroupError, io_error, missing};
 use super::{CPU_PERIOD_US, KILL_PATIENCE, ResolvedLimits, device_bpf, devices, files, signal};
 
 /// How long a v1 freeze may take before we signal anyway (tasks in uninterruptible sleep can
@@ -59,10 +59,7 @@ impl JobCgroup {
             .iter()
             .find(|d| d.controllers.contains(&controller))
             .map(|d| d.path.as_path())
-            .ok_or_else(|| CgroupError::MissingController {
-                controller: controller.to_owned(),
-                mode: self.mode,
-            })
+            .ok_or_else(|| missing(controller, self.mode))
     }
 
     /// Writes `value` to `file` in the directory of `controller`.

@@ -94,39 +94,32 @@ fn walk(
             |flags| nix::fcntl::open(proc_path.as_str(), flags | OFlag::O_CLOEXEC, Mode::empty());
         let c_path = CString::new(path.as_str()).map_err(|e| fail(&path, &e))?;
         let mode = st.st_mode & 0o777;
-        match SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT {
-            SFlag::S_IFDIR => {
-                out.push(Entry {
-                    path: c_path,
-                    mode,
-                    data: None,
-                });
-                let sub =
-                    reopen(OFlag::O_RDONLY | OFlag::O_DIRECTORY).map_err(|e| fail(&path, &e))?;
-                walk(sub.as_fd(), &path, out, left)?;
-            }
+        let data = match SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT {
+            SFlag::S_IFDIR => None,
             SFlag::S_IFREG => {
-                let file =
-                    reopen(OFlag::O_RDONLY | OFlag::O_NOCTTY).map_err(|e| fail(&path, &e))?;
+                let file = reopen(OFlag::O_RDONLY | OFlag::O_NOCTTY);
+                let file = std::fs::File::from(file.map_err(|e| fail(&path, &e))?);
                 let mut data = Vec::new();
-                let read = std::fs::File::from(file)
-                    .take(*left + 1)
-                    .read_to_end(&mut data);
+                let read = file.take(*left + 1).read_to_end(&mut data);
                 read.map_err(|e| fail(&path, &e))?;
                 *left = left.checked_sub(data.len() as u64).ok_or(None)?;
-                out.push(Entry {
-                    path: c_path,
-                    mode,
-                    data: Some(data),
-                });
+                Some(data)
             }
             SFlag::S_IFLNK => return Err(fail(&path, &"symlinks are not allowed")),
             _ => {
-                return Err(fail(
-                    &path,
-                    &"only regular files and directories are allowed",
-                ));
+                let only = "only regular files and directories are allowed";
+                return Err(fail(&path, &only));
             }
+        };
+        let is_dir = data.is_none();
+        out.push(Entry {
+            path: c_path,
+            mode,
+            data,
+        });
+        if is_dir {
+            let sub = reopen(OFlag::O_RDONLY | OFlag::O_DIRECTORY).map_err(|e| fail(&path, &e))?;
+            walk(sub.as_fd(), &path, out, left)?;
         }
     }
     Ok(())

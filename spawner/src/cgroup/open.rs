@@ -258,12 +258,8 @@ fn host_resources(
     own_memory_limit: Option<u64>,
 ) -> Result<HostResources, CgroupError> {
     let cpu_list = |path: &Path, text: &str| {
-        parse_cpu_list(text).ok_or_else(|| {
-            CgroupError::Parse(
-                path.to_owned(),
-                format!("{:?} is not a CPU list", text.trim()),
-            )
-        })
+        let not_a_list = || format!("{:?} is not a CPU list", text.trim());
+        parse_cpu_list(text).ok_or_else(|| CgroupError::Parse(path.to_owned(), not_a_list()))
     };
     let online_path = Path::new(CPU_ONLINE);
     let mut online_cpus = cpu_list(online_path, &files::read(online_path)?)?;

@@ -171,9 +171,7 @@ pub fn program(allowed: &[AllowedDevice]) -> Vec<Insn> {
         insn(LDX_MEM_W, MAJOR, R1, 4, 0),
         insn(LDX_MEM_W, MINOR, R1, 8, 0),
     ];
-    for dev in allowed {
-        prog.extend(device_block(dev));
-    }
+    prog.extend(allowed.iter().flat_map(device_block));
     prog.push(insn(ALU64_MOV_K, R0, 0, 0, 0));
     prog.push(insn(JMP_EXIT, 0, 0, 0, 0));
     prog

@@ -117,10 +117,7 @@ pub(super) fn own_dir(m: &Mount, own: &str) -> Option<PathBuf> {
     let own = Path::new(own);
     let rel = own.strip_prefix(&m.root).ok()?;
     let plain = |c: std::path::Component| matches!(c, std::path::Component::Normal(_));
-    if !rel.components().all(plain) {
-        return None;
-    }
-    Some(m.mount_point.join(rel))
+    rel.components().all(plain).then(|| m.mount_point.join(rel))
 }
 
 #[cfg(test)]

@@ -37,9 +37,8 @@ pub(super) struct Entry {
 }
 
 fn too_big(disk_mb: u64) -> StepError {
-    StepError::msg(format!(
-        "uploads exceed the job's disk limit ({disk_mb} MiB)"
-    ))
+    let why = format!("uploads exceed the job's disk limit ({disk_mb} MiB)");
+    StepError::msg(why)
 }
 
 fn failure(path: &str, e: impl std::fmt::Display) -> StepError {

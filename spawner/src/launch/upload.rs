@@ -79,10 +79,8 @@ fn walk(
         };
         let depth = path.matches('/').count();
         if out.len() >= MAX_ENTRIES || depth >= MAX_DEPTH {
-            return Err(fail(
-                &path,
-                &format!("more than {MAX_ENTRIES} entries or {MAX_DEPTH} levels"),
-            ));
+            let why = format!("more than {MAX_ENTRIES} entries or {MAX_DEPTH} levels");
+            return Err(fail(&path, &why));
         }
         let flags = OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
         let fd = openat(dir, name.as_c_str(), flags, Mode::empty()).map_err(|e| fail(&path, &e))?;

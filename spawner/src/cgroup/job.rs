@@ -293,9 +293,7 @@ impl JobCgroup {
 fn open_dir(dir: &Path) -> Result<OwnedFd, CgroupError> {
     let flags = libc::O_DIRECTORY | libc::O_CLOEXEC;
     let dir_fd = File::options().read(true).custom_flags(flags).open(dir);
-    dir_fd
-        .map(OwnedFd::from)
-        .map_err(|e| io_error("open", dir, e))
+    Ok(OwnedFd::from(dir_fd.map_err(|e| io_error("open", dir, e))?))
 }
 
 /// A frozen v1 freezer cgroup, thawed on drop (also on every error path).

@@ -240,9 +240,8 @@ pub fn capget() -> nix::Result<CapSets> {
     let mut header = [CAP_VERSION_3, 0];
     let mut data: CapData = [[0; 3]; 2];
     // SAFETY: a version 3 header and a two-element data array, both live for the call.
-    unit_result(unsafe {
-        libc::syscall(libc::SYS_capget, header.as_mut_ptr(), data.as_mut_ptr())
-    })?;
+    let ret = unsafe { libc::syscall(libc::SYS_capget, header.as_mut_ptr(), data.as_mut_ptr()) };
+    unit_result(ret)?;
     let join = |i: usize| u64::from(data[0][i]) | (u64::from(data[1][i]) << 32);
     Ok(CapSets {
         effective: join(0),

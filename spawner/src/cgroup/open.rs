@@ -166,9 +166,8 @@ fn prepare(
         if mode == CgroupMode::V2 {
             enable_controllers(&h.base, &h.controllers, false)?;
             if !h.base.join("cgroup.kill").exists() {
-                return Err(CgroupError::Mount(
-                    "no cgroup.kill: cgroup v2 needs Linux 5.14 or later".into(),
-                ));
+                let too_old = "no cgroup.kill: cgroup v2 needs Linux 5.14 or later";
+                return Err(CgroupError::Mount(too_old.into()));
             }
         }
     }

@@ -166,12 +166,10 @@ impl OutputLink {
     /// Sends Attach (and Watch for running jobs) for every job that wants it, until the socket
     /// is full.
     pub fn flush(&mut self, jobs: &mut BTreeMap<JobId, Job>) {
-        let Conn::Ready(sock) = &self.conn else {
+        // Only on a ready link whose socket is not known to be full.
+        let (Conn::Ready(sock), false) = (&self.conn, self.blocked) else {
             return;
         };
-        if self.blocked {
-            return;
-        }
         let mut failure = None;
         'jobs: for job in jobs.values_mut() {
             while matches!(job.attach, Attach::Wanted | Attach::WatchWanted) {

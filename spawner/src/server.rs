@@ -92,14 +92,12 @@ impl Spawner {
                     let deadline = clock::boot_deadline(HELLO_TIMEOUT_MS);
                     let state = ConnState::AwaitHello { deadline };
                     let outbox = VecDeque::new();
-                    self.clients.insert(
-                        self.next_client,
-                        Client {
-                            sock,
-                            state,
-                            outbox,
-                        },
-                    );
+                    let client = Client {
+                        sock,
+                        state,
+                        outbox,
+                    };
+                    self.clients.insert(self.next_client, client);
                     self.next_client += 1;
                 }
                 Ok(None) => return,
@@ -110,17 +108,13 @@ impl Spawner {
 
     pub fn on_client(&mut self, id: ClientId, revents: libc::c_short) {
         let readable = revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0;
-        let verdict = match revents & libc::POLLOUT {
-            0 => Ok(()),
-            _ => self.flush_client(id),
-        };
-        let verdict = verdict.and_then(|()| {
-            if readable {
-                self.read_client(id)
-            } else {
-                Ok(())
-            }
-        });
+        let mut verdict = Ok(());
+        if revents & libc::POLLOUT != 0 {
+            verdict = self.flush_client(id);
+        }
+        if readable && verdict.is_ok() {
+            verdict = self.read_client(id);
+        }
         if let Err(reason) = verdict {
             self.clients.remove(&id);
             tracing::info!(client = id, reason, "connection closed");

@@ -94,10 +94,8 @@ pub fn validate(s: &SpawnerSettings) -> Result<(), SettingsError> {
         (!u.enabled || end <= u64::from(max), "userns", "host_base + range * slots must stay below 4294967295"),
         (!u.enabled || ids.iter().all(|id| *id < u.range), "userns", "job_uid and job_gid are ids inside the job's namespace: they must be below range"),
     ];
-    match checks.into_iter().find(|(ok, _, _)| !ok) {
-        Some((_, field, reason)) => Err(invalid(field, reason)),
-        None => Ok(()),
-    }
+    let failed = checks.into_iter().find(|(ok, _, _)| !ok);
+    failed.map_or(Ok(()), |(_, field, reason)| Err(invalid(field, reason)))
 }
 
 /// A host path the job may see read-only. The spawner itself provides `/proc`, `/dev`, `/work`
@@ -105,13 +103,11 @@ pub fn validate(s: &SpawnerSettings) -> Result<(), SettingsError> {
 fn allowed_mount(p: &Path) -> Result<(), SettingsError> {
     clean_absolute("allowed_mounts", p)?;
     let reserved = ["proc", "dev", "sys", "work", "tmp"];
+    let shown = p.display();
     let why = match p.components().nth(1) {
         None => "/ would expose the whole host".into(),
         Some(Component::Normal(c)) if reserved.iter().any(|r| c == *r) => {
-            format!(
-                "{} is provided by the spawner itself or never exposed",
-                p.display()
-            )
+            format!("{shown} is provided by the spawner itself or never exposed")
         }
         _ => return Ok(()),
     };
@@ -120,9 +116,8 @@ fn allowed_mount(p: &Path) -> Result<(), SettingsError> {
 
 /// Makes sure the state directory and its `jobs/` exist, belong to root and are 0700.
 pub fn prepare_state_dir(dir: &Path) -> Result<PathBuf, SettingsError> {
-    let path = dir.to_path_buf();
     let err = |source| SettingsError::StateDir {
-        path: path.clone(),
+        path: dir.to_path_buf(),
         source,
     };
     let jobs = dir.join("jobs");

@@ -162,16 +162,13 @@ impl Spawner {
         for id in running {
             self.stop_job(&id, StopCause::Stopped, grace);
         }
-        self.shutdown_deadline = Some(clock::boot_deadline(
-            u64::from(grace) + SHUTDOWN_ACK_WAIT_MS,
-        ));
+        let wait_ms = u64::from(grace) + SHUTDOWN_ACK_WAIT_MS;
+        self.shutdown_deadline = Some(clock::boot_deadline(wait_ms));
     }
 
     pub fn shutdown_finished(&self) -> bool {
-        match self.shutdown_deadline {
-            None => false,
-            Some(d) => self.jobs.is_empty() || clock::boot_ns() >= d,
-        }
+        let done = |d| self.jobs.is_empty() || clock::boot_ns() >= d;
+        self.shutdown_deadline.is_some_and(done)
     }
 
     /// Cleans everything up. Jobs whose exit was not acknowledged keep their record directory

@@ -15,17 +15,18 @@ use nix::sys::signal::Signal;
 use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid};
 
 /// Converts a raw syscall return value that is an fd into an owned fd.
-fn fd_result(ret: libc::c_long) -> nix::Result<OwnedFd> {
+pub(crate) fn fd_result(ret: libc::c_long) -> nix::Result<OwnedFd> {
     let raw = RawFd::try_from(check(ret)?).map_err(|_| Errno::EOVERFLOW)?;
     // SAFETY: the kernel just returned this new fd to us; nothing else owns it.
     Ok(unsafe { OwnedFd::from_raw_fd(raw) })
 }
 
-fn check(ret: libc::c_long) -> nix::Result<libc::c_long> {
+/// A raw syscall return value, or the errno of a negative one.
+pub(crate) fn check(ret: libc::c_long) -> nix::Result<libc::c_long> {
     if ret < 0 { Err(Errno::last()) } else { Ok(ret) }
 }
 
-fn unit_result(ret: libc::c_long) -> nix::Result<()> {
+pub(crate) fn unit_result(ret: libc::c_long) -> nix::Result<()> {
     check(ret).map(drop)
 }
 
@@ -126,13 +127,9 @@ fn at(dir: Option<BorrowedFd<'_>>) -> RawFd {
     dir.map_or(libc::AT_FDCWD, |d| d.as_raw_fd())
 }
 
-/// `AT_RECURSIVE` when `recursive`.
-fn recursive_flag(recursive: bool) -> libc::c_uint {
-    if recursive {
-        libc::AT_RECURSIVE as libc::c_uint
-    } else {
-        0
-    }
+/// `flag` when `set`, else 0.
+fn flag_if(set: bool, flag: libc::c_int) -> libc::c_uint {
+    if set { flag as libc::c_uint } else { 0 }
 }
 
 /// `open_tree(2)` with `OPEN_TREE_CLONE`: a detached copy of the mount (recursive) at `path`.
@@ -141,7 +138,8 @@ pub fn open_tree_clone(
     path: &CStr,
     recursive: bool,
 ) -> nix::Result<OwnedFd> {
-    let flags = libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC | recursive_flag(recursive);
+    let flags =
+        libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC | flag_if(recursive, libc::AT_RECURSIVE);
     // SAFETY: `path` is a valid NUL-terminated string for the duration of the call.
     fd_result(unsafe { syscall(SYS_open_tree, at(dir), path.as_ptr(), flags) })
 }
@@ -160,15 +158,9 @@ pub fn mount_setattr(
         propagation: 0,
         userns_fd: 0,
     };
-    let empty = if path.is_empty() {
-        libc::AT_EMPTY_PATH as libc::c_uint
-    } else {
-        0
-    };
-    let (flags, size) = (
-        empty | recursive_flag(recursive),
-        size_of::<libc::mount_attr>(),
-    );
+    let flags =
+        flag_if(path.is_empty(), libc::AT_EMPTY_PATH) | flag_if(recursive, libc::AT_RECURSIVE);
+    let size = size_of::<libc::mount_attr>();
     let (dir, path, attr) = (at(dir), path.as_ptr(), &raw const attr);
     // SAFETY: `path` is NUL-terminated; `attr` is valid for its size.
     unit_result(unsafe { syscall(SYS_mount_setattr, dir, path, flags, attr, size) })
@@ -195,11 +187,8 @@ pub fn new_fs(fstype: &CStr, options: &[(&CStr, &CStr)], attrs: u64) -> nix::Res
     for (key, value) in options {
         config(libc::FSCONFIG_SET_STRING, key.as_ptr(), value.as_ptr())?;
     }
-    config(
-        libc::FSCONFIG_CMD_CREATE,
-        std::ptr::null(),
-        std::ptr::null(),
-    )?;
+    let null = std::ptr::null();
+    config(libc::FSCONFIG_CMD_CREATE, null, null)?;
     // SAFETY: no pointer arguments.
     fd_result(unsafe { syscall(SYS_fsmount, fs.as_raw_fd(), libc::FSMOUNT_CLOEXEC, attrs) })
 }
@@ -254,9 +243,8 @@ pub fn capget() -> nix::Result<CapSets> {
     let mut header = [CAP_VERSION_3, 0];
     let mut data: CapData = [[0; 3]; 2];
     // SAFETY: a version 3 header and a two-element data array, both live for the call.
-    unit_result(unsafe {
-        libc::syscall(libc::SYS_capget, header.as_mut_ptr(), data.as_mut_ptr())
-    })?;
+    let ret = unsafe { libc::syscall(libc::SYS_capget, header.as_mut_ptr(), data.as_mut_ptr()) };
+    unit_result(ret)?;
     let join = |i: usize| u64::from(data[0][i]) | (u64::from(data[1][i]) << 32);
     Ok(CapSets {
         effective: join(0),
@@ -291,17 +279,10 @@ pub fn drop_bounding_except(keep: u64) -> nix::Result<()> {
 
 /// Clears the ambient capability set.
 pub fn clear_ambient() -> nix::Result<()> {
+    let clear_all = libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong;
     // SAFETY: prctl with integer arguments only.
-    let r = unsafe {
-        libc::prctl(
-            libc::PR_CAP_AMBIENT,
-            libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
-            0,
-            0,
-            0,
-        )
-    };
-    if r < 0 { Err(Errno::last()) } else { Ok(()) }
+    let r = unsafe { libc::prctl(libc::PR_CAP_AMBIENT, clear_all, 0, 0, 0) };
+    Errno::result(r).map(drop)
 }
 
 /// The start time of process `pid` in clock ticks since boot (field 22 of /proc/PID/stat):

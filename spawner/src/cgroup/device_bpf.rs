@@ -15,9 +15,11 @@
 //! to the spawner's memory cgroup on 6.x kernels (not to RLIMIT_MEMLOCK); it is a few hundred
 //! bytes.
 
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 
 use nix::errno::Errno;
+
+use crate::sys;
 
 /// `BPF_DEVCG_DEV_*`: the device type in the low 16 bits of `access_type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,11 +107,8 @@ pub fn attach_device_filter(cgroup_dir: BorrowedFd<'_>) -> Result<(), DeviceFilt
     };
     // SAFETY: `attr` is a live, fully initialised prefix of `union bpf_attr` for
     // BPF_PROG_ATTACH, of the size passed; the kernel copies it and looks the two fds up.
-    if unsafe { bpf(BPF_PROG_ATTACH, &attr) } < 0 {
-        return Err(DeviceFilterError::Attach {
-            errno: Errno::last(),
-        });
-    }
+    let ret = unsafe { bpf(BPF_PROG_ATTACH, &attr) };
+    sys::unit_result(ret).map_err(|errno| DeviceFilterError::Attach { errno })?;
     tracing::debug!(
         instructions = program.len(),
         "cgroup device program attached"
@@ -172,9 +171,7 @@ pub fn program(allowed: &[AllowedDevice]) -> Vec<Insn> {
         insn(LDX_MEM_W, MAJOR, R1, 4, 0),
         insn(LDX_MEM_W, MINOR, R1, 8, 0),
     ];
-    for dev in allowed {
-        prog.extend(device_block(dev));
-    }
+    prog.extend(allowed.iter().flat_map(device_block));
     prog.push(insn(ALU64_MOV_K, R0, 0, 0, 0));
     prog.push(insn(JMP_EXIT, 0, 0, 0, 0));
     prog
@@ -265,13 +262,8 @@ fn load(program: &[Insn]) -> Result<OwnedFd, DeviceFilterError> {
     // size passed (no padding); `insns` and `license` point to live buffers of the stated
     // lengths for the whole call; the kernel writes nothing back (no log buffer).
     let ret = unsafe { bpf(BPF_PROG_LOAD, &attr) };
-    let load_error = |errno| DeviceFilterError::Load { errno };
-    let raw = i32::try_from(ret).map_err(|_| load_error(Errno::EBADF))?;
-    if raw < 0 {
-        return Err(load_error(Errno::last()));
-    }
-    // SAFETY: the kernel returned a new program fd that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+    // A new program fd that nothing else owns.
+    sys::fd_result(ret).map_err(|errno| DeviceFilterError::Load { errno })
 }
 
 /// `bpf(2)` with `attr` and its size.

@@ -14,11 +14,8 @@ pub(super) fn v1_allow_list() -> impl Iterator<Item = String> {
         };
         let minor = d.minor.map_or("*".to_owned(), |m| m.to_string());
         let acc = [(ACC_READ, 'r'), (ACC_WRITE, 'w'), (ACC_MKNOD, 'm')];
-        let access: String = acc
-            .iter()
-            .filter(|(b, _)| d.access & b != 0)
-            .map(|(_, c)| *c)
-            .collect();
+        let granted = acc.iter().filter(|(b, _)| d.access & b != 0);
+        let access: String = granted.map(|(_, c)| *c).collect();
         format!("{kind} {}:{minor} {access}", d.major)
     })
 }

@@ -60,6 +60,12 @@ pub(super) fn io_error(step: &'static str, path: &Path, source: io::Error) -> Cg
     }
 }
 
+/// [`CgroupError::MissingController`] naming `controller`.
+pub(super) fn missing(controller: &str, mode: CgroupMode) -> CgroupError {
+    let controller = controller.to_owned();
+    CgroupError::MissingController { controller, mode }
+}
+
 impl CgroupError {
     /// True for errors caused by the request rather than the host (the frontend answers them
     /// as invalid arguments).

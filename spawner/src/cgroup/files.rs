@@ -89,11 +89,8 @@ pub(super) fn procs(dir: &Path) -> Result<Vec<i32>, CgroupError> {
 pub(super) fn attach(dir: &Path, pid: i32) -> Result<(), CgroupError> {
     let path = dir.join("cgroup.procs");
     if pid <= 0 {
-        return Err(io_error(
-            "attaching a pid <= 0 to",
-            &path,
-            io::Error::from_raw_os_error(libc::EINVAL),
-        ));
+        let einval = io::Error::from_raw_os_error(libc::EINVAL);
+        return Err(io_error("attaching a pid <= 0 to", &path, einval));
     }
     write(&path, &pid.to_string())
 }

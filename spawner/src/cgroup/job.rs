@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use joblet_ipc_proto::{channel::output::CgroupDir, job::JobId, settings::CgroupMode};
 use nix::sys::signal::Signal;
 
-use super::error::{CgroupError, io_error};
+use super::error::{CgroupError, io_error, missing};
 use super::{CPU_PERIOD_US, KILL_PATIENCE, ResolvedLimits, device_bpf, devices, files, signal};
 
 /// How long a v1 freeze may take before we signal anyway (tasks in uninterruptible sleep can
@@ -59,10 +59,7 @@ impl JobCgroup {
             .iter()
             .find(|d| d.controllers.contains(&controller))
             .map(|d| d.path.as_path())
-            .ok_or_else(|| CgroupError::MissingController {
-                controller: controller.to_owned(),
-                mode: self.mode,
-            })
+            .ok_or_else(|| missing(controller, self.mode))
     }
 
     /// Writes `value` to `file` in the directory of `controller`.
@@ -296,9 +293,7 @@ impl JobCgroup {
 fn open_dir(dir: &Path) -> Result<OwnedFd, CgroupError> {
     let flags = libc::O_DIRECTORY | libc::O_CLOEXEC;
     let dir_fd = File::options().read(true).custom_flags(flags).open(dir);
-    dir_fd
-        .map(OwnedFd::from)
-        .map_err(|e| io_error("open", dir, e))
+    Ok(OwnedFd::from(dir_fd.map_err(|e| io_error("open", dir, e))?))
 }
 
 /// A frozen v1 freezer cgroup, thawed on drop (also on every error path).

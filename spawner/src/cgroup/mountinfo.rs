@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use super::error::CgroupError;
+use super::files;
 
 /// One line of `/proc/self/mountinfo`, the fields we use.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,13 +30,11 @@ pub(super) const MOUNTINFO: &str = "/proc/self/mountinfo";
 pub(super) const SELF_CGROUP: &str = "/proc/self/cgroup";
 
 pub(super) fn read_mounts() -> Result<Vec<Mount>, CgroupError> {
-    Ok(parse_mountinfo(&super::files::read(Path::new(MOUNTINFO))?))
+    Ok(parse_mountinfo(&files::read(Path::new(MOUNTINFO))?))
 }
 
 pub(super) fn read_memberships() -> Result<Vec<Membership>, CgroupError> {
-    Ok(parse_proc_cgroup(&super::files::read(Path::new(
-        SELF_CGROUP,
-    ))?))
+    Ok(parse_proc_cgroup(&files::read(Path::new(SELF_CGROUP))?))
 }
 
 /// Parses mountinfo; lines that do not have the documented shape are skipped (the kernel
@@ -118,10 +117,7 @@ pub(super) fn own_dir(m: &Mount, own: &str) -> Option<PathBuf> {
     let own = Path::new(own);
     let rel = own.strip_prefix(&m.root).ok()?;
     let plain = |c: std::path::Component| matches!(c, std::path::Component::Normal(_));
-    if !rel.components().all(plain) {
-        return None;
-    }
-    Some(m.mount_point.join(rel))
+    rel.components().all(plain).then(|| m.mount_point.join(rel))
 }
 
 #[cfg(test)]

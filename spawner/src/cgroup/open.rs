@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use joblet_ipc_proto::settings::CgroupMode;
 
-use super::error::CgroupError;
+use super::error::{CgroupError, missing};
 use super::limits::Capabilities;
 use super::mountinfo::{self, Membership, Mount};
 use super::{Hierarchy, HostResources, files};
@@ -23,13 +23,10 @@ const DAEMONS_LEAF: &str = "joblet-daemons";
 
 /// Refuses when a required controller is absent, naming every one.
 fn require(absent: &[&str], mode: CgroupMode) -> Result<(), CgroupError> {
-    match absent.is_empty() {
-        true => Ok(()),
-        false => Err(CgroupError::MissingController {
-            controller: absent.join(", "),
-            mode,
-        }),
+    if absent.is_empty() {
+        return Ok(());
     }
+    Err(missing(&absent.join(", "), mode))
 }
 
 /// Finds the hierarchies of `mode` below `root`, creates our base in each, and reads what the
@@ -104,10 +101,8 @@ fn find_v1_hierarchies(
             root.display()
         )));
     }
-    let absent: Vec<&str> = V1_REQUIRED
-        .into_iter()
-        .filter(|c| !found.iter().any(|h| h.controllers.contains(c)))
-        .collect();
+    let has = |c: &&str| found.iter().any(|h| h.controllers.contains(c));
+    let absent: Vec<&str> = V1_REQUIRED.into_iter().filter(|c| !has(c)).collect();
     require(&absent, CgroupMode::V1)?;
     Ok(found)
 }
@@ -171,9 +166,8 @@ fn prepare(
         if mode == CgroupMode::V2 {
             enable_controllers(&h.base, &h.controllers, false)?;
             if !h.base.join("cgroup.kill").exists() {
-                return Err(CgroupError::Mount(
-                    "no cgroup.kill: cgroup v2 needs Linux 5.14 or later".into(),
-                ));
+                let too_old = "no cgroup.kill: cgroup v2 needs Linux 5.14 or later";
+                return Err(CgroupError::Mount(too_old.into()));
             }
         }
     }
@@ -193,10 +187,7 @@ fn prepare(
         CgroupMode::V1 => ("cpuset.effective_cpus", "memory.limit_in_bytes", "memory.memsw.limit_in_bytes", "blkio"),
         CgroupMode::V2 => ("cpuset.cpus.effective", "memory.max", "memory.swap.max", "io"),
     };
-    let memory = find("memory").ok_or_else(|| CgroupError::MissingController {
-        controller: "memory".into(),
-        mode,
-    })?;
+    let memory = find("memory").ok_or_else(|| missing("memory", mode))?;
     let effective = cpuset.map(|h| files::read(&h.own.join(cpus))).transpose()?;
     let own_limit = files::read(&memory.own.join(memory_limit)).ok();
     let own_limit = own_limit.and_then(|l| l.trim().parse().ok());
@@ -266,12 +257,8 @@ fn host_resources(
     own_memory_limit: Option<u64>,
 ) -> Result<HostResources, CgroupError> {
     let cpu_list = |path: &Path, text: &str| {
-        parse_cpu_list(text).ok_or_else(|| {
-            CgroupError::Parse(
-                path.to_owned(),
-                format!("{:?} is not a CPU list", text.trim()),
-            )
-        })
+        let not_a_list = || format!("{:?} is not a CPU list", text.trim());
+        parse_cpu_list(text).ok_or_else(|| CgroupError::Parse(path.to_owned(), not_a_list()))
     };
     let online_path = Path::new(CPU_ONLINE);
     let mut online_cpus = cpu_list(online_path, &files::read(online_path)?)?;

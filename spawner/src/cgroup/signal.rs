@@ -30,7 +30,7 @@ pub(super) fn signal_members(
             match sys::pidfd_open(pid) {
                 Ok(fd) => pinned.push((pid, fd)),
                 Err(Errno::ESRCH | Errno::EINVAL) => {}
-                Err(e) => return Err(signal_error(pid, e)),
+                Err(e) => return Err(CgroupError::Signal(pid, e.into())),
             }
         }
         let mut now = members()?;
@@ -42,13 +42,9 @@ pub(super) fn signal_members(
             match sys::pidfd_send_signal(fd.as_fd(), sig) {
                 Ok(()) => sent += 1,
                 Err(Errno::ESRCH) => {}
-                Err(e) => return Err(signal_error(*pid, e)),
+                Err(e) => return Err(CgroupError::Signal(*pid, e.into())),
             }
         }
     }
     Ok(sent)
-}
-
-fn signal_error(pid: i32, e: Errno) -> CgroupError {
-    CgroupError::Signal(pid, e.into())
 }

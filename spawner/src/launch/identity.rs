@@ -23,9 +23,8 @@ pub(super) fn drop_to(uid: u32, gid: u32) -> StepResult {
 fn verify(uid: u32, gid: u32) -> StepResult {
     let caps = sys::capget().at(|| "read capabilities back")?;
     if caps != sys::CapSets::default() {
-        return Err(StepError::msg(format!(
-            "capabilities remain after the drop: {caps:?}"
-        )));
+        let why = format!("capabilities remain after the drop: {caps:?}");
+        return Err(StepError::msg(why));
     }
     let ids = nix::unistd::getresuid().at(|| "read uids back")?;
     let gids = nix::unistd::getresgid().at(|| "read gids back")?;

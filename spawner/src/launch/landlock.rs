@@ -16,7 +16,7 @@
 //! the scopes. No Landlock at all is [`LandlockError::Unavailable`], which the spawner turns into
 //! "refuse to start" when it is configured to enforce Landlock.
 
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use libc::{
@@ -25,6 +25,8 @@ use libc::{
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::sys::stat::{Mode, SFlag};
+
+use crate::sys;
 
 // Filesystem rights, `<linux/landlock.h>`.
 pub const EXECUTE: u64 = 1 << 0;
@@ -53,6 +55,11 @@ pub const SCOPE_SIGNAL: u64 = 1 << 1;
 
 const CREATE_RULESET_VERSION: libc::c_uint = 1 << 0;
 const RULE_PATH_BENEATH: libc::c_int = 1;
+
+/// The 13 rights of ABI 1 (`EXECUTE` to `MAKE_SYM`).
+const ABI_1_RIGHTS: u64 = (1 << 13) - 1;
+/// The rights later ABIs added, with the ABI that added each.
+const ADDED_RIGHTS: [(u32, u64); 3] = [(2, REFER), (3, TRUNCATE), (5, IOCTL_DEV)];
 
 /// Rights that apply to a file (a rule on a non-directory may hold only these).
 const FILE_RIGHTS: u64 = EXECUTE | WRITE_FILE | READ_FILE | TRUNCATE | IOCTL_DEV;
@@ -166,17 +173,15 @@ pub fn abi() -> Result<u32, LandlockError> {
             CREATE_RULESET_VERSION,
         )
     };
-    if ret < 0 {
-        return Err(match Errno::last() {
-            Errno::ENOSYS => LandlockError::Unavailable {
-                reason: "the kernel was built without it (CONFIG_SECURITY_LANDLOCK)",
-            },
-            Errno::EOPNOTSUPP => LandlockError::Unavailable {
-                reason: "it is disabled at boot (add `landlock` to the kernel's `lsm=` list)",
-            },
-            e => LandlockError::Probe(e),
-        });
-    }
+    let ret = sys::check(ret).map_err(|e| match e {
+        Errno::ENOSYS => LandlockError::Unavailable {
+            reason: "the kernel was built without it (CONFIG_SECURITY_LANDLOCK)",
+        },
+        Errno::EOPNOTSUPP => LandlockError::Unavailable {
+            reason: "it is disabled at boot (add `landlock` to the kernel's `lsm=` list)",
+        },
+        e => LandlockError::Probe(e),
+    })?;
     let reason = "the kernel reports no usable ABI version";
     u32::try_from(ret)
         .ok()
@@ -187,17 +192,8 @@ pub fn abi() -> Result<u32, LandlockError> {
 /// Filesystem rights the kernel of `abi` knows (all of them are handled, i.e. refused unless
 /// granted).
 pub fn fs_rights(abi: u32) -> u64 {
-    let mut rights = (1 << 13) - 1;
-    if abi >= 2 {
-        rights |= REFER;
-    }
-    if abi >= 3 {
-        rights |= TRUNCATE;
-    }
-    if abi >= 5 {
-        rights |= IOCTL_DEV;
-    }
-    rights
+    let known = ADDED_RIGHTS.iter().filter(|(since, _)| abi >= *since);
+    known.fold(ABI_1_RIGHTS, |rights, (_, right)| rights | right)
 }
 
 /// Scopes enforced at `abi`.
@@ -218,18 +214,13 @@ pub fn effective_access(requested: u64, abi: u32, is_dir: bool) -> u64 {
 /// Builds the [`POLICY`] ruleset for a job whose root is `root` (`/` after `pivot_root`; the
 /// tests use a temporary directory).
 pub fn build_ruleset(root: &Path) -> Result<Ruleset, LandlockError> {
-    build(root, POLICY)
-}
-
-/// Builds a ruleset from any policy table rooted at `root`.
-pub fn build(root: &Path, policy: &[PathRule]) -> Result<Ruleset, LandlockError> {
     let abi = abi()?;
     let fd = create_ruleset(abi)?;
     let mut skipped = Vec::new();
-    for rule in policy {
+    for rule in POLICY {
         let path = root.join(rule.path.trim_start_matches('/'));
-        let parent = match nix::fcntl::open(&path, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
-        {
+        let opened = nix::fcntl::open(&path, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty());
+        let parent = match opened {
             Ok(parent) => parent,
             Err(Errno::ENOENT) if !rule.required => {
                 skipped.push(rule.path);
@@ -255,20 +246,10 @@ pub fn build(root: &Path, policy: &[PathRule]) -> Result<Ruleset, LandlockError>
 /// Enforces the ruleset on the calling thread and everything it starts from now on. Requires
 /// no_new_privs (or CAP_SYS_ADMIN). Only a syscall: safe right before `execve`.
 pub fn restrict_self(ruleset: &Ruleset) -> Result<(), LandlockError> {
+    let fd = ruleset.fd.as_raw_fd();
     // SAFETY: plain integer arguments; the kernel only looks the fd up.
-    let ret = unsafe {
-        syscall(
-            SYS_landlock_restrict_self,
-            ruleset.fd.as_raw_fd(),
-            0 as c_uint,
-        )
-    };
-    match ret {
-        0.. => Ok(()),
-        _ => Err(LandlockError::RestrictSelf {
-            errno: Errno::last(),
-        }),
-    }
+    let ret = unsafe { syscall(SYS_landlock_restrict_self, fd, 0 as c_uint) };
+    sys::unit_result(ret).map_err(|errno| LandlockError::RestrictSelf { errno })
 }
 
 /// `struct landlock_ruleset_attr`.
@@ -297,12 +278,8 @@ fn create_ruleset(abi: u32) -> Result<OwnedFd, LandlockError> {
     // SAFETY: `attr` is a live `landlock_ruleset_attr` of the size passed; kernels that know a
     // shorter struct accept it because the fields they do not know are zero on those ABIs.
     let ret = unsafe { syscall(SYS_landlock_create_ruleset, attr, size, 0 as c_uint) };
-    if ret < 0 {
-        return Err(LandlockError::CreateRuleset(Errno::last()));
-    }
-    let raw = i32::try_from(ret).map_err(|_| LandlockError::CreateRuleset(Errno::EBADF))?;
-    // SAFETY: the kernel returned a new fd (close-on-exec) that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+    // A new ruleset fd, close-on-exec, that nothing else owns.
+    sys::fd_result(ret).map_err(LandlockError::CreateRuleset)
 }
 
 fn add_path_rule(

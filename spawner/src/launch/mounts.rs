@@ -38,36 +38,23 @@ pub(super) fn ensure(root: BorrowedFd<'_>, rel: &Path, directory: bool) -> StepR
             Component::RootDir => {}
             Component::Normal(n) => names.push(cstr(&n.to_string_lossy())?),
             _ => {
-                return Err(StepError::msg(format!(
-                    "{} is not a plain path",
-                    rel.display()
-                )));
+                let why = format!("{} is not a plain path", rel.display());
+                return Err(StepError::msg(why));
             }
         }
     }
     let last = names.len();
+    let file_flags = OFlag::O_CREAT | OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let dir_mode = Mode::from_bits_truncate(0o755);
+    let file_mode = Mode::from_bits_truncate(0o644);
     let mut cur = open_path(root, c".", true).at(step)?;
     for (i, name) in names.iter().enumerate() {
-        let dir = directory || i + 1 < last;
+        let (dir, at) = (directory || i + 1 < last, name.as_c_str());
         let next = match open_path(cur.as_fd(), name, dir) {
             Err(Errno::ENOENT) => {
                 let made = match dir {
-                    true => nix::sys::stat::mkdirat(
-                        &cur,
-                        name.as_c_str(),
-                        Mode::from_bits_truncate(0o755),
-                    ),
-                    false => {
-                        let flags =
-                            OFlag::O_CREAT | OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-                        nix::fcntl::openat(
-                            &cur,
-                            name.as_c_str(),
-                            flags,
-                            Mode::from_bits_truncate(0o644),
-                        )
-                        .map(drop)
-                    }
+                    true => nix::sys::stat::mkdirat(&cur, at, dir_mode),
+                    false => nix::fcntl::openat(&cur, at, file_flags, file_mode).map(drop),
                 };
                 made.or_else(|e| if e == Errno::EEXIST { Ok(()) } else { Err(e) })
                     .and_then(|()| open_path(cur.as_fd(), name, dir))

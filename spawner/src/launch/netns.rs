@@ -3,9 +3,10 @@
 
 use std::os::fd::AsRawFd;
 
+use nix::errno::Errno;
 use nix::sys::socket::{AddressFamily, SockFlag, SockType, socket};
 
-use super::{At, StepError, StepResult};
+use super::{At, StepResult};
 
 pub(super) fn loopback_up() -> StepResult {
     let sock = socket(
@@ -21,20 +22,11 @@ pub(super) fn loopback_up() -> StepResult {
         *dst = *src as libc::c_char;
     }
     // SAFETY: SIOCGIFFLAGS reads the flags of the interface named in `req` into it.
-    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) } < 0 {
-        return Err(StepError::new(
-            "read loopback flags",
-            nix::errno::Errno::last(),
-        ));
-    }
+    let got = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) };
+    Errno::result(got).at(|| "read loopback flags")?;
     // SAFETY: the union member for flags is the one SIOCGIFFLAGS filled.
     unsafe { req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short };
     // SAFETY: SIOCSIFFLAGS reads `req`, which names lo and carries its flags.
-    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) } < 0 {
-        return Err(StepError::new(
-            "bring loopback up",
-            nix::errno::Errno::last(),
-        ));
-    }
-    Ok(())
+    let set = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) };
+    Errno::result(set).map(drop).at(|| "bring loopback up")
 }

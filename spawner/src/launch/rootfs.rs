@@ -181,15 +181,8 @@ fn build_writable(root: BorrowedFd<'_>, plan: &LaunchPlan) -> StepResult {
             // Explicitly: mkdirat applies the umask.
             .and_then(|()| nix::sys::stat::fchmodat(&staged, sub, m, follow))
             .at(|| format!("create /{target}"))?;
-        let (what, staged) = (format!("/{target}"), Some(staged.as_fd()));
-        bind(
-            staged,
-            sub,
-            false,
-            attrs,
-            &ensure(root, Path::new(target), true)?,
-            &what,
-        )?;
+        let (what, point) = (format!("/{target}"), ensure(root, Path::new(target), true)?);
+        bind(Some(staged.as_fd()), sub, false, attrs, &point, &what)?;
     }
     let (uid, gid) = (Some(Uid::from_raw(plan.uid)), Some(Gid::from_raw(plan.gid)));
     let nofollow = nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW;

@@ -73,13 +73,7 @@ pub struct Rule {
 }
 
 const fn always(name: &'static str, nr: i64, why: &'static str) -> Rule {
-    Rule {
-        name,
-        nr,
-        when: When::Always,
-        deny: Deny::Eperm,
-        why,
-    }
+    only(name, nr, When::Always, why)
 }
 
 const fn only(name: &'static str, nr: i64, when: When, why: &'static str) -> Rule {
@@ -177,13 +171,8 @@ pub const RULES: &[Rule] = &[
     only("clone CLONE_NEWIPC", libc::SYS_clone, flag(0, CLONE_NEWIPC), NS_WHY),
     only("clone CLONE_NEWUTS", libc::SYS_clone, flag(0, CLONE_NEWUTS), NS_WHY),
     only("clone CLONE_NEWCGROUP", libc::SYS_clone, flag(0, CLONE_NEWCGROUP), NS_WHY),
-    Rule {
-        name: "clone3",
-        nr: libc::SYS_clone3,
-        when: When::Always,
-        deny: Deny::Enosys,
-        why: "its flags sit behind a pointer a filter cannot read; ENOSYS makes callers fall back to clone(2), checked above",
-    },
+    Rule { deny: Deny::Enosys, ..always("clone3", libc::SYS_clone3,
+        "its flags sit behind a pointer a filter cannot read; ENOSYS makes callers fall back to clone(2), checked above") },
 
     // ── Host-wide state ─────────────────────────────────────────────────────────────────────
     always("swapon", libc::SYS_swapon, "changes the host's swap"),
@@ -280,10 +269,8 @@ pub fn compile(rules: &[Rule]) -> Result<JobFilter, SeccompError> {
     for deny in actions {
         let mut chains: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
         for rule in rules.iter().filter(|r| r.deny == deny) {
-            chains
-                .entry(rule.nr)
-                .or_default()
-                .extend(seccomp_rules(rule)?);
+            let alternatives = seccomp_rules(rule)?;
+            chains.entry(rule.nr).or_default().extend(alternatives);
         }
         let errno = u32::try_from(deny.errno()).unwrap_or(1);
         let filter = SeccompFilter::new(

@@ -37,9 +37,8 @@ pub(super) struct Entry {
 }
 
 fn too_big(disk_mb: u64) -> StepError {
-    StepError::msg(format!(
-        "uploads exceed the job's disk limit ({disk_mb} MiB)"
-    ))
+    let why = format!("uploads exceed the job's disk limit ({disk_mb} MiB)");
+    StepError::msg(why)
 }
 
 fn failure(path: &str, e: impl std::fmt::Display) -> StepError {
@@ -80,10 +79,8 @@ fn walk(
         };
         let depth = path.matches('/').count();
         if out.len() >= MAX_ENTRIES || depth >= MAX_DEPTH {
-            return Err(fail(
-                &path,
-                &format!("more than {MAX_ENTRIES} entries or {MAX_DEPTH} levels"),
-            ));
+            let why = format!("more than {MAX_ENTRIES} entries or {MAX_DEPTH} levels");
+            return Err(fail(&path, &why));
         }
         let flags = OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
         let fd = openat(dir, name.as_c_str(), flags, Mode::empty()).map_err(|e| fail(&path, &e))?;
@@ -94,39 +91,32 @@ fn walk(
             |flags| nix::fcntl::open(proc_path.as_str(), flags | OFlag::O_CLOEXEC, Mode::empty());
         let c_path = CString::new(path.as_str()).map_err(|e| fail(&path, &e))?;
         let mode = st.st_mode & 0o777;
-        match SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT {
-            SFlag::S_IFDIR => {
-                out.push(Entry {
-                    path: c_path,
-                    mode,
-                    data: None,
-                });
-                let sub =
-                    reopen(OFlag::O_RDONLY | OFlag::O_DIRECTORY).map_err(|e| fail(&path, &e))?;
-                walk(sub.as_fd(), &path, out, left)?;
-            }
+        let data = match SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT {
+            SFlag::S_IFDIR => None,
             SFlag::S_IFREG => {
-                let file =
-                    reopen(OFlag::O_RDONLY | OFlag::O_NOCTTY).map_err(|e| fail(&path, &e))?;
+                let file = reopen(OFlag::O_RDONLY | OFlag::O_NOCTTY);
+                let file = std::fs::File::from(file.map_err(|e| fail(&path, &e))?);
                 let mut data = Vec::new();
-                let read = std::fs::File::from(file)
-                    .take(*left + 1)
-                    .read_to_end(&mut data);
+                let read = file.take(*left + 1).read_to_end(&mut data);
                 read.map_err(|e| fail(&path, &e))?;
                 *left = left.checked_sub(data.len() as u64).ok_or(None)?;
-                out.push(Entry {
-                    path: c_path,
-                    mode,
-                    data: Some(data),
-                });
+                Some(data)
             }
             SFlag::S_IFLNK => return Err(fail(&path, &"symlinks are not allowed")),
             _ => {
-                return Err(fail(
-                    &path,
-                    &"only regular files and directories are allowed",
-                ));
+                let only = "only regular files and directories are allowed";
+                return Err(fail(&path, &only));
             }
+        };
+        let is_dir = data.is_none();
+        out.push(Entry {
+            path: c_path,
+            mode,
+            data,
+        });
+        if is_dir {
+            let sub = reopen(OFlag::O_RDONLY | OFlag::O_DIRECTORY).map_err(|e| fail(&path, &e))?;
+            walk(sub.as_fd(), &path, out, left)?;
         }
     }
     Ok(())

@@ -217,12 +217,18 @@ impl Registry {
     pub fn delete(&self, job: &JobId) -> Result<PathBuf, DeleteError> {
         let mut jobs = self.lock();
         let entry = jobs
-            .get(job)
+            .get_mut(job)
             .ok_or_else(|| DeleteError::NotFound(job.clone()))?;
         if entry.log.is_attached() {
             return Err(DeleteError::StillOpen(job.clone()));
         }
         let trashed = self.store.trash_job(&entry.log)?;
+        // Deleted after its pump ended but before its final sample: the spawner has not heard
+        // `Drained` yet, and the pump's report will find no entry. Without this the spawner
+        // would keep the job's shim and cgroup until it restarts.
+        if let Some(to) = entry.drained_to.take() {
+            let _ = to.send(job.clone());
+        }
         jobs.remove(job);
         Ok(trashed)
     }
@@ -238,7 +244,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let registry = Arc::new(Registry::open(&dir.path().join("data")).unwrap());
         let job = JobId::parse("0b7c1a2e-4f3d-4e8a-9c61-2d5e7f9a1b3c").unwrap();
-        let (tx, _rx) = mpsc::unbounded_channel();
+        let (tx, mut drained) = mpsc::unbounded_channel();
         let Ok(Attach::Start(mut writer)) = registry.attach(&job, tx, 1) else {
             panic!("no writer");
         };
@@ -261,6 +267,11 @@ mod tests {
         let trashed = deleting.await.unwrap().unwrap();
         assert!(trashed.exists());
         assert!(registry.get(&job).is_none());
+        // Deleted before its pump reported the end (its final sample pending): the delete
+        // reports it, or the spawner would wait for it forever.
+        assert_eq!(drained.try_recv().ok(), Some(job.clone()));
+        registry.drained(&job);
+        assert!(drained.try_recv().is_err(), "reported twice");
         // And not past its patience.
         let job2 = JobId::parse("0b7c1a2e-4f3d-4e8a-9c61-2d5e7f9a1b3d").unwrap();
         let (tx, _rx) = mpsc::unbounded_channel();

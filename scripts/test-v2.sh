@@ -8,7 +8,7 @@ VMKIT_DIR=${VMKIT_DIR:-/var/cache/joblet-vmkit}
 [ -f "$VMKIT_DIR/KVER" ] || scripts/vmkit/setup.sh
 
 # package:test-target pairs run in the guest.
-SUITES=${V2_SUITES:-"joblet-spawner:cgroup joblet-spawner:spawner joblet-spawner:hardening joblet-spawner:device_bpf joblet-spawner:landlock joblet-spawner:seccomp joblet-persistd:metrics joblet-persistd:process joblet-persistd:hostile joblet-tests:isolation joblet-tests:daemons joblet-tests:security joblet-tests:limits joblet-tests:host_features"}
+SUITES=${V2_SUITES:-"joblet-spawner:cgroup joblet-spawner:spawner joblet-spawner:factory joblet-spawner:hardening joblet-spawner:device_bpf joblet-spawner:landlock joblet-spawner:seccomp joblet-persistd:metrics joblet-persistd:process joblet-persistd:hostile joblet-tests:isolation joblet-tests:daemons joblet-tests:security joblet-tests:limits joblet-tests:host_features"}
 
 cargo build --workspace --bins
 # The emulated guest is slow (TCG): the whole list takes tens of minutes there.

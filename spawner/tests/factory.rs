@@ -7,6 +7,7 @@ mod harness;
 use std::time::{Duration, Instant};
 
 use harness::*;
+use joblet_ipc_proto::channel::spawner::SpawnerReply;
 use joblet_ipc_proto::job::EndReason;
 
 const T: Duration = Duration::from_secs(30);
@@ -75,5 +76,31 @@ fn shims_are_the_spawners_children_and_a_killed_factory_is_replaced() {
     let o = c.finish_job(&sleeper, T);
     assert_eq!(o.reason, EndReason::Stopped, "{o:?}");
     // `finish` checks that no process of ours, the factory included, outlives the spawner.
+    h.finish();
+}
+
+#[test]
+fn a_hung_factory_fails_one_launch_and_is_replaced() {
+    let h = Harness::start();
+    let mut c = h.client();
+    let spawner = h.child.as_ref().unwrap().id() as i32;
+    let factory = children(spawner, "joblet-factory");
+    assert_eq!(factory.len(), 1, "{factory:?}\n{}", h.log());
+    // SAFETY: signalling a process we just found by pid, a child of our own spawner.
+    unsafe { libc::kill(factory[0], libc::SIGSTOP) };
+
+    // The order waits in the stopped factory's socket until the spawner gives up on it.
+    let job = new_job_id();
+    match c.start(&job, sh("exit 0")) {
+        SpawnerReply::Error(e) => assert!(e.message.contains("shim factory"), "{e:?}"),
+        other => panic!("a launch through a hung factory: {other:?}\n{}", h.log()),
+    }
+    let replaced = children(spawner, "joblet-factory");
+    assert_eq!(replaced.len(), 1, "{replaced:?}\n{}", h.log());
+    assert_ne!(replaced, factory, "the hung factory was not replaced");
+
+    let job = new_job_id();
+    c.start_ok(&job, sh("exit 4"));
+    assert_eq!(c.finish_job(&job, T).exit_code, 4);
     h.finish();
 }

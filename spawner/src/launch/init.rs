@@ -1,7 +1,7 @@
-//! The job init: the first process in the job's namespaces. It is a copy of the shim (so of the
-//! single-threaded spawner) and runs straight-line code: wait to be released, build the root,
-//! copy the uploads, drop to the job's identity, enforce Landlock and seccomp, exec. Any
-//! failure is written to the error pipe, then `_exit`.
+//! The job init: the first process in the job's namespaces. It is a copy of the shim (so of
+//! the single-threaded factory and spawner) and runs straight-line code: wait to be released,
+//! build the root, copy the uploads, drop to the job's identity, enforce Landlock and seccomp,
+//! exec. Any failure is written to the error pipe, then `_exit`.
 
 use std::os::fd::{IntoRawFd, OwnedFd};
 use std::path::Path;

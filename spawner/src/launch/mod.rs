@@ -1,10 +1,11 @@
-//! Starting a job: the spawner forks a **shim** per job, the shim clones the **job init** into
-//! new namespaces, and the init builds the job's root, drops to the job's identity and execs.
+//! Starting a job: the spawner's [`factory`] forks a **shim** per job (the spawner's child,
+//! through `CLONE_PARENT`), the shim clones the **job init** into new namespaces, and the init
+//! builds the job's root, drops to the job's identity and execs.
 //!
 //! ```text
-//! spawner ──fork──▶ shim (host namespaces, root) ──clone3──▶ job init ──execve──▶ command
-//!   ▲  status pipe: one byte per news   │ waits for the init, writes the `started` and
-//!   └───────────────────────────────────┘ `exit` records, holds the output pipes until killed
+//! spawner ──order──▶ factory ──fork──▶ shim (host namespaces, root) ──clone3──▶ job init ──execve──▶ command
+//!   ▲  status pipe: one byte per news     │ waits for the init, writes the `started` and
+//!   └─────────────────────────────────────┘ `exit` records, holds the output pipes until killed
 //! ```
 //!
 //! The shim outlives a spawner restart: it keeps the pipes' read ends, its status pipe's read

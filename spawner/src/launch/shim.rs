@@ -1,5 +1,5 @@
-//! The shim: one small root process per job, forked from the spawner, that survives spawner
-//! restarts. It starts the job init in new namespaces, records how the launch went, waits for
+//! The shim: one small root process per job, forked by the spawner's factory as the spawner's
+//! child, that survives spawner restarts. It starts the job init in new namespaces, records how the launch went, waits for
 //! the job, records its exit status, then holds the output pipes until the spawner (after the
 //! exit was acknowledged and the output drained) kills it.
 
@@ -179,7 +179,7 @@ fn launch(
     let (err_r, err_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).at(|| "create the error pipe")?;
     let mut flags = NAMESPACES;
     flags.set(CloneFlags::CLONE_NEWUSER, plan.userns.is_some());
-    // SAFETY: the shim is single-threaded (a fork of the single-threaded spawner), so the
+    // SAFETY: the shim is single-threaded (a fork of the single-threaded factory), so the
     // child may run ordinary code; `init::run` never returns.
     let cloned =
         unsafe { sys::clone3(flags.bits() as u64, cgroup) }.at(|| "clone3 the job init")?;

@@ -33,13 +33,24 @@ fn children(parent: i32, comm: &str) -> Vec<i32> {
     out
 }
 
+/// The spawner's pid and its one factory's.
+fn spawner_and_factory(h: &Harness) -> (i32, i32) {
+    let spawner = h.child.as_ref().unwrap().id() as i32;
+    let factory = children(spawner, "joblet-factory");
+    assert_eq!(factory.len(), 1, "one factory: {factory:?}\n{}", h.log());
+    (spawner, factory[0])
+}
+
+fn signal(pid: i32, sig: libc::c_int) {
+    // SAFETY: signalling a process found by pid, a child of our own spawner.
+    unsafe { libc::kill(pid, sig) };
+}
+
 #[test]
 fn shims_are_the_spawners_children_and_a_killed_factory_is_replaced() {
     let h = Harness::start();
     let mut c = h.client();
-    let spawner = h.child.as_ref().unwrap().id() as i32;
-    let factory = children(spawner, "joblet-factory");
-    assert_eq!(factory.len(), 1, "one factory: {factory:?}\n{}", h.log());
+    let (spawner, factory) = spawner_and_factory(&h);
 
     let sleeper = new_job_id();
     c.start_ok(&sleeper, sh("sleep 60"));
@@ -51,8 +62,7 @@ fn shims_are_the_spawners_children_and_a_killed_factory_is_replaced() {
         h.log()
     );
 
-    // SAFETY: signalling a process we just found by pid, a child of our own spawner.
-    unsafe { libc::kill(factory[0], libc::SIGKILL) };
+    signal(factory, libc::SIGKILL);
     let end = Instant::now() + T;
     while !children(spawner, "joblet-factory").is_empty() {
         assert!(Instant::now() < end, "the factory did not die");
@@ -62,9 +72,7 @@ fn shims_are_the_spawners_children_and_a_killed_factory_is_replaced() {
     c.start_ok(&job, sh("exit 3"));
     let o = c.finish_job(&job, T);
     assert_eq!((o.reason, o.exit_code), (EndReason::Exited, 3), "{o:?}");
-    let replaced = children(spawner, "joblet-factory");
-    assert_eq!(replaced.len(), 1, "{replaced:?}\n{}", h.log());
-    assert_ne!(replaced, factory);
+    assert_ne!(spawner_and_factory(&h).1, factory);
     assert!(
         h.log()
             .contains("the shim factory failed: forking a new one"),
@@ -83,11 +91,8 @@ fn shims_are_the_spawners_children_and_a_killed_factory_is_replaced() {
 fn a_hung_factory_fails_one_launch_and_is_replaced() {
     let h = Harness::start();
     let mut c = h.client();
-    let spawner = h.child.as_ref().unwrap().id() as i32;
-    let factory = children(spawner, "joblet-factory");
-    assert_eq!(factory.len(), 1, "{factory:?}\n{}", h.log());
-    // SAFETY: signalling a process we just found by pid, a child of our own spawner.
-    unsafe { libc::kill(factory[0], libc::SIGSTOP) };
+    let (_, factory) = spawner_and_factory(&h);
+    signal(factory, libc::SIGSTOP);
 
     // The order waits in the stopped factory's socket until the spawner gives up on it.
     let job = new_job_id();
@@ -95,9 +100,11 @@ fn a_hung_factory_fails_one_launch_and_is_replaced() {
         SpawnerReply::Error(e) => assert!(e.message.contains("shim factory"), "{e:?}"),
         other => panic!("a launch through a hung factory: {other:?}\n{}", h.log()),
     }
-    let replaced = children(spawner, "joblet-factory");
-    assert_eq!(replaced.len(), 1, "{replaced:?}\n{}", h.log());
-    assert_ne!(replaced, factory, "the hung factory was not replaced");
+    assert_ne!(
+        spawner_and_factory(&h).1,
+        factory,
+        "the hung factory was not replaced"
+    );
 
     let job = new_job_id();
     c.start_ok(&job, sh("exit 4"));

@@ -19,6 +19,7 @@ use nix::sys::time::TimeVal;
 use serde::{Deserialize, Serialize};
 
 use super::seccomp::JobFilter;
+use super::shim::exit;
 use super::{At, LaunchPlan, Placement, ShimEnds, StepError, StepResult};
 use crate::record::ProcRef;
 use crate::sys::{self, Cloned};
@@ -176,12 +177,6 @@ fn name_shim(pid: i32, fds: Vec<OwnedFd>) -> StepResult<(ProcRef, ShimEnds)> {
             Err(StepError::new("name the shim", e))
         }
     }
-}
-
-fn exit(code: i32) -> ! {
-    // SAFETY: _exit ends this forked process at once without running the spawner's
-    // destructors or atexit handlers, which belong to the parent.
-    unsafe { libc::_exit(code) }
 }
 
 /// The factory's body: one order at a time, until the spawner's end closes.

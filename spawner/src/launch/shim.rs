@@ -39,7 +39,8 @@ const NAMESPACES: CloneFlags = CloneFlags::CLONE_NEWPID
 /// Lowest number for the shim's working fds, above the fixed ones.
 const WORK_FD_BASE: RawFd = 10;
 
-fn exit(code: i32) -> ! {
+/// Ends a forked process (a shim, or the factory) at once.
+pub(super) fn exit(code: i32) -> ! {
     // SAFETY: _exit ends this forked process at once without running the spawner's
     // destructors or atexit handlers, which belong to the parent.
     unsafe { libc::_exit(code) }

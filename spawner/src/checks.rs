@@ -97,7 +97,8 @@ impl Spawner {
         (plan.dir, plan.probe) = (dir.clone(), true);
         let _ = dir.remove();
         dir.create().map_err(|e| failed(&e))?;
-        let shim = (self.factory).fork_shim(plan, Placement::Join(Vec::new()), None);
+        let join = Placement::Join(Vec::new());
+        let shim = self.factory.fork_shim(plan, join, None);
         let result = shim
             .map_err(|e| failed(&e))
             .and_then(|(_, [pidfd, .., go])| {

@@ -113,11 +113,10 @@ impl Factory {
             Placement::Join(dirs) => (Some(dirs), None),
             Placement::CloneInto(fd) => (None, Some(fd)),
         };
-        let upload_fd = upload.is_some();
         let order = Order {
             plan,
             join,
-            upload: upload_fd,
+            upload: upload.is_some(),
         };
         let fds: Vec<BorrowedFd<'_>> = cgroup.into_iter().chain(upload).collect();
         let mut sent = self.sock.send(&order, &fds);

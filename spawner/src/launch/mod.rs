@@ -167,8 +167,8 @@ pub(crate) struct ExecArgs<'a> {
     pub seccomp: &'a seccomp::JobFilter,
 }
 
-impl ExecArgs<'_> {
-    fn new<'a>(plan: &LaunchPlan, seccomp: &'a seccomp::JobFilter) -> StepResult<ExecArgs<'a>> {
+impl<'a> ExecArgs<'a> {
+    fn new(plan: &LaunchPlan, seccomp: &'a seccomp::JobFilter) -> StepResult<ExecArgs<'a>> {
         // Validation refuses NUL bytes in every one of these strings.
         let c = |s: &String| CString::new(s.as_str()).map_err(|_| nix::Error::EINVAL);
         let all = |v: Vec<_>| v.into_iter().map(c).collect::<Result<_, _>>();

@@ -221,7 +221,8 @@ impl BenchSystem {
             }
         }
         // The spawner's shim factory is a daemon of ours too, though a child of the spawner.
-        let factory = self.spawner_children(&out, "joblet-factory");
+        let spawner = out.iter().find(|(n, _)| n == "joblet-spawner").map(|d| d.1);
+        let factory = spawner_children(spawner, "joblet-factory");
         out.extend(
             factory
                 .into_iter()
@@ -232,17 +233,12 @@ impl BenchSystem {
 
     /// Pids of the per-job shims (children of the spawner, forked by its factory).
     pub fn shims(&self) -> Vec<i32> {
-        self.spawner_children(&self.daemons(), "joblet-shim")
-    }
-
-    /// The spawner's children named (`comm`) `name`.
-    fn spawner_children(&self, daemons: &[(String, i32)], name: &str) -> Vec<i32> {
-        let spawner = daemons.iter().find(|(n, _)| n == "joblet-spawner");
-        let named = |pid: &i32| host::status_field(*pid, "Name").is_some_and(|n| n == name);
-        match spawner {
-            Some((_, pid)) => host::children(*pid).into_iter().filter(named).collect(),
-            None => Vec::new(),
-        }
+        let sup = self.supervisor_pid();
+        let helpers = sup.map(host::children).unwrap_or_default();
+        let spawner = helpers
+            .into_iter()
+            .find(|p| host::exe_name(*p).is_some_and(|n| n == "joblet-spawner"));
+        spawner_children(spawner, "joblet-shim")
     }
 
     /// Stops the system with SIGTERM, waits, and returns what the harness's leftover check
@@ -324,4 +320,13 @@ fn set_mode(path: &Path, mode: u32) -> Result<(), SystemError> {
             source,
         }
     })
+}
+
+/// The children of `spawner` named (`comm`) `name`.
+fn spawner_children(spawner: Option<i32>, name: &str) -> Vec<i32> {
+    let named = |pid: &i32| host::status_field(*pid, "Name").is_some_and(|n| n == name);
+    match spawner {
+        Some(pid) => host::children(pid).into_iter().filter(named).collect(),
+        None => Vec::new(),
+    }
 }

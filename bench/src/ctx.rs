@@ -149,4 +149,10 @@ pub struct Ctx {
     pub peers: Peers,
     /// Where the peers' bundles and roots are.
     pub peer_dir: tempfile::TempDir,
+    /// The stopped systems of finished phases, whose directories are removed only when the
+    /// run ends. On an ext4 without a journal (these machines), creating an inode near
+    /// thousands deleted in the last minutes costs about six times as much (the allocator
+    /// skips every recently deleted one), so removing a phase's job logs at once would make
+    /// the next phase's persistd pay for this benchmark's own clean-up.
+    pub spent: std::sync::Mutex<Vec<crate::system::BenchSystem>>,
 }

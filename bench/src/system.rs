@@ -242,8 +242,9 @@ impl BenchSystem {
     }
 
     /// Stops the system with SIGTERM, waits, and returns what the harness's leftover check
-    /// finds: processes, mounts, cgroups, sockets, temporary entries.
-    pub fn stop(mut self) -> Result<Vec<String>, SystemError> {
+    /// finds: processes, mounts, cgroups, sockets, temporary entries. The directory stays
+    /// until the system is dropped.
+    pub fn stop(&mut self) -> Result<Vec<String>, SystemError> {
         let Some(mut child) = self.supervisor.take() else {
             return Ok(Vec::new());
         };

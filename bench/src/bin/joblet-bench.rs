@@ -126,6 +126,7 @@ fn run() -> anyhow::Result<bool> {
         opts,
         peers,
         peer_dir,
+        spent: Default::default(),
     };
     print_header(&ctx);
     let mut all_ok = true;
@@ -153,6 +154,10 @@ fn print_header(ctx: &Ctx) {
         println!("- {k}: {v}");
     }
     println!("- binaries: {}", ctx.bins.dir().display());
+    println!(
+        "- each phase's system directory (its job logs) is removed when the run ends, not \
+         when the phase ends (inode allocation after mass deletion: BENCHMARKS.md)"
+    );
     let peer = |name: &str, r: Result<(), &String>| match r {
         Ok(()) => format!("- {name}: ready"),
         Err(why) => format!("- {name}: NOT AVAILABLE: {why}"),

@@ -90,7 +90,7 @@ fn edit_config(phase: Phase, ctx: &Ctx, text: &mut String) {
 
 fn check_teardown(
     ctx: &Ctx,
-    sys: BenchSystem,
+    mut sys: BenchSystem,
     base: &teardown::Baseline,
     probes: &Probes,
     phase: Phase,
@@ -116,6 +116,7 @@ fn check_teardown(
         Ok(left) => left,
         Err(e) => vec![format!("stopping the system failed: {e}")],
     };
+    ctx.spent.lock().unwrap_or_else(|e| e.into_inner()).push(sys);
     let runc_mark = crate::peers::Runc::id_prefix();
     let check_namespaces = || {
         teardown::live_namespaces(

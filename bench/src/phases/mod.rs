@@ -116,7 +116,10 @@ fn check_teardown(
         Ok(left) => left,
         Err(e) => vec![format!("stopping the system failed: {e}")],
     };
-    ctx.spent.lock().unwrap_or_else(|e| e.into_inner()).push(sys);
+    ctx.spent
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(sys);
     let runc_mark = crate::peers::Runc::id_prefix();
     let check_namespaces = || {
         teardown::live_namespaces(

@@ -484,3 +484,42 @@ fn output_waits_for_a_late_persistd() {
     }
     h.finish();
 }
+
+/// The namespace links (`mnt:[...]`) among `pid`'s open fds.
+fn held_namespaces(pid: i32) -> Vec<String> {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return Vec::new();
+    };
+    fds.flatten()
+        .filter_map(|e| std::fs::read_link(e.path()).ok())
+        .map(|l| l.display().to_string())
+        .filter(|l| l.starts_with("mnt:["))
+        .collect()
+}
+
+#[test]
+fn the_shim_holds_the_jobs_mounts_until_the_exit_is_recorded() {
+    let h = Harness::start();
+    let mut c = h.client();
+    let job = new_job_id();
+    let (pid, _) = c.start_ok(&job, sh("echo ready; sleep 60"));
+    h.persistd.wait_line(&job, "ready", T);
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after_name = stat.rsplit_once(')').unwrap().1;
+    let shim: i32 = after_name.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let ns = std::fs::read_link(format!("/proc/{pid}/ns/mnt")).unwrap();
+    let ns = ns.display().to_string();
+    assert_eq!(held_namespaces(shim), vec![ns.clone()], "shim {shim}");
+
+    assert!(matches!(c.stop(&job, 0), SpawnerReply::Stopping));
+    c.wait_exit(&job, T);
+    // The shim lives on (it keeps the output pipes until the release), its hold does not.
+    let end = std::time::Instant::now() + T;
+    while !held_namespaces(shim).is_empty() {
+        assert!(std::time::Instant::now() < end, "shim {shim} still holds {ns}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(std::fs::metadata(format!("/proc/{shim}")).is_ok());
+    c.finish_job(&job, T);
+    h.finish();
+}

@@ -506,7 +506,12 @@ fn the_shim_holds_the_jobs_mounts_until_the_exit_is_recorded() {
     h.persistd.wait_line(&job, "ready", T);
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
     let after_name = stat.rsplit_once(')').unwrap().1;
-    let shim: i32 = after_name.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let shim: i32 = after_name
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
     let ns = std::fs::read_link(format!("/proc/{pid}/ns/mnt")).unwrap();
     let ns = ns.display().to_string();
     assert_eq!(held_namespaces(shim), vec![ns.clone()], "shim {shim}");
@@ -516,7 +521,10 @@ fn the_shim_holds_the_jobs_mounts_until_the_exit_is_recorded() {
     // The shim lives on (it keeps the output pipes until the release), its hold does not.
     let end = std::time::Instant::now() + T;
     while !held_namespaces(shim).is_empty() {
-        assert!(std::time::Instant::now() < end, "shim {shim} still holds {ns}");
+        assert!(
+            std::time::Instant::now() < end,
+            "shim {shim} still holds {ns}"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
     assert!(std::fs::metadata(format!("/proc/{shim}")).is_ok());

@@ -24,7 +24,9 @@ const FIRST_GAP: Duration = Duration::from_secs(1);
 pub struct Collector {
     source: Source,
     node_id: String,
-    latest: Mutex<Option<Arc<Snapshot>>>,
+    /// The last status's reading and the baseline it was measured against, newest first: a
+    /// request that comes too soon after the last one measures against the older one.
+    latest: Mutex<[Option<Arc<Snapshot>>; 2]>,
 }
 
 impl Collector {
@@ -32,7 +34,7 @@ impl Collector {
         Collector {
             source,
             node_id,
-            latest: Mutex::new(None),
+            latest: Mutex::new([None, None]),
         }
     }
 
@@ -73,12 +75,13 @@ impl Collector {
         }
     }
 
-    /// The latest full reading, if it is a usable baseline now.
+    /// The newest kept reading that is a usable baseline now.
     fn baseline(&self) -> Option<Arc<Snapshot>> {
         let latest = self.latest.lock().unwrap_or_else(|e| e.into_inner());
         latest
-            .as_ref()
-            .filter(|s| (MIN_GAP..=MAX_AGE).contains(&s.at.elapsed()))
+            .iter()
+            .flatten()
+            .find(|s| (MIN_GAP..=MAX_AGE).contains(&s.at.elapsed()))
             .cloned()
     }
 
@@ -93,7 +96,8 @@ impl Collector {
                 (prev, self.snapshot(MetricSet::ALL).await)
             }
         };
-        *self.latest.lock().unwrap_or_else(|e| e.into_inner()) = Some(cur.clone());
+        *self.latest.lock().unwrap_or_else(|e| e.into_inner()) =
+            [Some(cur.clone()), Some(prev.clone())];
         self.report(prev, cur, MetricSet::ALL)
             .await
             .map(Report::into_status)
@@ -155,6 +159,14 @@ mod tests {
             started.elapsed() < STATUS_GAP,
             "the second status measures against the first reading"
         );
+        // Too soon after the last reading to measure against it: the one before serves.
+        let started = std::time::Instant::now();
+        let third = c.status().await.unwrap();
+        assert!(
+            started.elapsed() < STATUS_GAP,
+            "a status right after another measures against the earlier baseline"
+        );
+        assert!(third.cpu.unwrap().cores >= 1);
     }
 
     #[tokio::test]

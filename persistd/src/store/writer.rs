@@ -111,8 +111,8 @@ impl LogWriter {
         };
         for (data, stored) in self.log.files.data.iter().zip(self.state.ends) {
             // An empty file has nothing to lose (the open after a crash recreates a missing
-            // one empty), and its sync is a journal commit that a job's own commits in stated
-            // would queue behind.
+            // one empty), and its sync is a write to the disk that a job's own commits in
+            // stated could queue behind.
             if stored > 0 {
                 data.sync_data().map_err(sync_err)?;
             }

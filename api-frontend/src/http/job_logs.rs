@@ -47,7 +47,7 @@ pub async fn serve(
         Ok(c) => c,
         Err(s) => return reply::error(&s),
     };
-    let record = match lookup::find(&app, job).await {
+    let record = match lookup::find_for_output(&app, job).await {
         Ok(r) => r,
         Err(s) => {
             let resp = reply::error(&s);

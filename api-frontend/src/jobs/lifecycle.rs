@@ -85,6 +85,8 @@ pub async fn run(app: Arc<App>, mut events: mpsc::UnboundedReceiver<LinkEvent>) 
                 Some(LinkEvent::Connected) => {}
                 Some(LinkEvent::Event(SpawnerEvent::Exited { job, outcome, ended_ns })) => {
                     if exits.claim(&job) {
+                        // Lookups of the job wait for its record from now on (`lookup::find`).
+                        app.tracker.exit_reported(&job);
                         let exit = Exit { job, outcome, ended_ns };
                         tokio::spawn(settle_exit(app.clone(), exits.clone(), exit));
                     }

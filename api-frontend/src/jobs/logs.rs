@@ -30,7 +30,7 @@ pub async fn get_job_logs(
     mut call: Call,
     req: GetJobLogsRequest,
 ) -> Result<LogStream, Status> {
-    let record = match lookup::find(app, &req.uuid).await {
+    let record = match lookup::find_for_output(app, &req.uuid).await {
         Ok(r) => r,
         Err(s) => return call.finish(Err(s)),
     };

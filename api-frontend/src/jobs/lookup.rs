@@ -28,11 +28,23 @@ pub fn normalise_prefix(input: &str) -> Result<String, Status> {
     Ok(s)
 }
 
-/// How long a lookup waits for the record of a start the client was already told about.
-const START_RECORD_WAIT: Duration = Duration::from_secs(2);
+/// How long a lookup waits for the record of a start the client was already told about, or
+/// of an exit the spawner already reported.
+const RECORD_WAIT: Duration = Duration::from_secs(2);
 
 /// The record of the job `input` names (a whole id, or a unique prefix of one).
 pub async fn find(app: &App, input: &str) -> Result<JobRecord, Status> {
+    find_settled(app, input, true).await
+}
+
+/// [`find`] for a read of the job's output, which does not wait for a reported exit's record:
+/// a job still shown running is followed, and the read ends on the report anyway. A read
+/// asked for right after a short job's start would otherwise wait for that record.
+pub async fn find_for_output(app: &App, input: &str) -> Result<JobRecord, Status> {
+    find_settled(app, input, false).await
+}
+
+async fn find_settled(app: &App, input: &str, exit: bool) -> Result<JobRecord, Status> {
     let prefix = normalise_prefix(input)?;
     let id = match JobId::parse(&prefix) {
         // A whole id needs no resolving: `get` says as well whether it exists.
@@ -44,6 +56,9 @@ pub async fn find(app: &App, input: &str) -> Result<JobRecord, Status> {
             .map_err(|e| not_found_as(e, &prefix))?,
     };
     start_settled(app, &id).await;
+    if exit {
+        exit_settled(app, &id).await;
+    }
     app.state
         .get(&id)
         .await
@@ -54,7 +69,16 @@ pub async fn find(app: &App, input: &str) -> Result<JobRecord, Status> {
 /// once otherwise): a client must not read INITIALIZING after being told RUNNING.
 pub async fn start_settled(app: &App, id: &JobId) {
     if app.tracker.is_start_confirmed(id) {
-        let _ = tokio::time::timeout(START_RECORD_WAIT, app.tracker.start_recorded(id)).await;
+        let _ = tokio::time::timeout(RECORD_WAIT, app.tracker.start_recorded(id)).await;
+    }
+}
+
+/// Returns once the exit of `id` is recorded if the spawner already reported it (at once
+/// otherwise): a followed GetJobLogs ends on the report, and the status a client asks for
+/// next must be the final one.
+pub async fn exit_settled(app: &App, id: &JobId) {
+    if app.tracker.is_exit_pending(id) {
+        let _ = tokio::time::timeout(RECORD_WAIT, app.tracker.until_ended(id)).await;
     }
 }
 

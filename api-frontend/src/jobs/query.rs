@@ -22,8 +22,11 @@ pub async fn get_job_status(
 pub async fn list_jobs(app: &App) -> Result<Jobs, Status> {
     let mut records = app.state.list_all().await?;
     for r in records.iter_mut() {
-        if r.state == JobState::Initializing && app.tracker.is_start_confirmed(&r.id) {
+        let starting = r.state == JobState::Initializing && app.tracker.is_start_confirmed(&r.id);
+        let exiting = !r.state.is_terminal() && app.tracker.is_exit_pending(&r.id);
+        if starting || exiting {
             lookup::start_settled(app, &r.id).await;
+            lookup::exit_settled(app, &r.id).await;
             if let Ok(fresh) = app.state.get(&r.id).await {
                 *r = fresh;
             }

@@ -16,6 +16,8 @@ struct Inner {
     starting: HashSet<JobId>,
     /// Of those, the ones the spawner reports started: only their RUNNING record is pending.
     confirmed: HashSet<JobId>,
+    /// Jobs the spawner reports ended whose final state is not recorded yet.
+    exiting: HashSet<JobId>,
     /// While a reconciliation runs: jobs that finished starting since it began.
     touched: Option<HashSet<JobId>>,
 }
@@ -54,15 +56,29 @@ impl Tracker {
         })
     }
 
+    /// The spawner reports the job ended; its final state is being recorded.
+    pub fn exit_reported(&self, job: &JobId) {
+        self.lock().exiting.insert(job.clone());
+    }
+
     /// The job ended (its exit is recorded): it no longer counts.
     pub fn ended(&self, job: &JobId) {
-        self.lock().active.remove(job);
+        {
+            let mut inner = self.lock();
+            inner.active.remove(job);
+            inner.exiting.remove(job);
+        }
         self.exit_recorded.notify_waiters();
     }
 
     /// Resolves once `job` is not active here: its exit is recorded, or it is not ours.
     pub async fn until_ended(&self, job: &JobId) {
         wait_for(&self.exit_recorded, || !self.lock().active.contains(job)).await
+    }
+
+    /// Whether the spawner reported `job` ended and its final state is not recorded yet.
+    pub fn is_exit_pending(&self, job: &JobId) -> bool {
+        self.lock().exiting.contains(job)
     }
 
     pub fn is_starting(&self, job: &JobId) -> bool {
@@ -248,6 +264,18 @@ mod tests {
             .await
             .expect("woken when its exit was recorded")
             .unwrap();
+    }
+
+    #[test]
+    fn a_reported_exit_is_pending_until_recorded() {
+        let t = Tracker::default();
+        let _started = t.reserve(&id(1), 0);
+        assert!(!t.is_exit_pending(&id(1)), "no exit reported yet");
+        t.exit_reported(&id(1));
+        assert!(t.is_exit_pending(&id(1)));
+        assert!(!t.is_exit_pending(&id(2)));
+        t.ended(&id(1));
+        assert!(!t.is_exit_pending(&id(1)), "recorded");
     }
 
     #[test]

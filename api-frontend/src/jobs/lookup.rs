@@ -38,8 +38,9 @@ pub async fn find(app: &App, input: &str) -> Result<JobRecord, Status> {
 }
 
 /// [`find`] for a read of the job's output, which does not wait for a reported exit's record:
-/// a job still shown running is followed, and the read ends on the report anyway. A read
-/// asked for right after a short job's start would otherwise wait for that record.
+/// a job still shown running is followed, and a followed read waits for that record itself
+/// before it ends (`LogRead::settle`). A read asked for right after a short job's start would
+/// otherwise wait for the record before sending anything.
 pub async fn find_for_output(app: &App, input: &str) -> Result<JobRecord, Status> {
     find_settled(app, input, false).await
 }
@@ -74,8 +75,8 @@ pub async fn start_settled(app: &App, id: &JobId) {
 }
 
 /// Returns once the exit of `id` is recorded if the spawner already reported it (at once
-/// otherwise): a followed GetJobLogs ends on the report, and the status a client asks for
-/// next must be the final one.
+/// otherwise): a client polling the job's status reads the final state as soon as the job
+/// has ended, rather than RUNNING once more.
 pub async fn exit_settled(app: &App, id: &JobId) {
     if app.tracker.is_exit_pending(id) {
         let _ = tokio::time::timeout(RECORD_WAIT, app.tracker.until_ended(id)).await;

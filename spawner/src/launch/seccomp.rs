@@ -9,9 +9,11 @@
 //! fail with `EPERM`, except `clone3`, which fails with `ENOSYS` so that glibc and Rust's std fall
 //! back to `clone(2)`, whose flags a filter can read.
 //!
-//! Beyond the table, every program starts with an architecture check: a call made through the
-//! i386 entry (`int 0x80`, audit arch ≠ x86_64) or with an x32 syscall number (≥ 0x40000000)
-//! kills the process, so the table cannot be side-stepped by another syscall numbering.
+//! Beyond the table, the program checks the architecture: a call made through the i386 entry
+//! (`int 0x80`, audit arch ≠ x86_64) or with an x32 syscall number (≥ 0x40000000) kills the
+//! process, so the table cannot be side-stepped by another syscall numbering. (The one call
+//! refused with `ENOSYS` is matched by number just before the i386 check, so an i386 call of
+//! that number is refused rather than killed.)
 //!
 //! Arguments are compared on their low 32 bits: every argument we test is an `int`/`unsigned
 //! int` for the kernel, or a flags word that the kernel truncates to 32 bits (`clone`) or whose
@@ -216,75 +218,63 @@ pub enum SeccompError {
     Install(std::io::Error),
 }
 
-/// The compiled filter: one BPF program per errno (seccompiler gives a filter one action on a
-/// match). The kernel runs all of them for each call and the refusal wins over "allow".
+/// The compiled filter: one BPF program. The kernel converts, JIT-compiles and caches every
+/// program a process installs, for every job, so the table's few calls refused with another
+/// errno than `EPERM` (only ever refused whole) are answered by number right after the
+/// [`x32_guard`] rather than by a second seccompiler filter (one filter has one match action).
 #[derive(Debug, Clone)]
 pub struct JobFilter {
-    programs: Vec<(Deny, BpfProgram)>,
+    program: BpfProgram,
 }
 
 impl JobFilter {
-    /// Total BPF instructions, for the log.
+    /// BPF instructions, for the log.
     pub fn instructions(&self) -> usize {
-        self.programs.iter().map(|(_, p)| p.len()).sum()
+        self.program.len()
     }
 }
 
-/// Compiles [`RULES`]. Call it before forking: [`install`] then needs no allocation.
+/// Compiles [`RULES`]. Call it before forking: [`install`] then needs no allocation. (Its
+/// size is in the spawner's "ready" log line.)
 pub fn job_filter() -> Result<JobFilter, SeccompError> {
-    let filter = compile(RULES)?;
-    tracing::debug!(
-        rules = RULES.len(),
-        instructions = filter.instructions(),
-        "job seccomp filter compiled"
-    );
-    Ok(filter)
+    compile(RULES)
 }
 
-/// Installs every program on the calling thread, which should be the job init's only thread.
+/// Installs the program on the calling thread, which should be the job init's only thread.
 /// Sets no_new_privs first (required by the kernel without CAP_SYS_ADMIN; the init has set it
 /// already). Only syscalls, no allocation: safe right before `execve` in a forked child.
 pub fn install(filter: &JobFilter) -> Result<(), SeccompError> {
-    for (_, program) in &filter.programs {
-        seccompiler::apply_filter(program).map_err(|e| match e {
-            seccompiler::Error::Prctl(io) => SeccompError::NoNewPrivs(io),
-            seccompiler::Error::Seccomp(io) => SeccompError::Install(io),
-            // The remaining variants (empty filter, thread sync, JSON, backend) cannot come
-            // from a compiled, non-empty program applied without TSYNC.
-            other => SeccompError::Install(std::io::Error::other(other.to_string())),
-        })?;
-    }
-    Ok(())
+    seccompiler::apply_filter(&filter.program).map_err(|e| match e {
+        seccompiler::Error::Prctl(io) => SeccompError::NoNewPrivs(io),
+        seccompiler::Error::Seccomp(io) => SeccompError::Install(io),
+        // The remaining variants (empty filter, thread sync, JSON, backend) cannot come
+        // from a compiled, non-empty program applied without TSYNC.
+        other => SeccompError::Install(std::io::Error::other(other.to_string())),
+    })
 }
 
 /// Compiles any table of rules (the tests compile subsets).
 ///
 /// The table is data checked by a test (`the_table_is_consistent`): a syscall is refused
-/// either always or under conditions, with one errno, comparing values of at most 32 bits.
+/// either always or under conditions, with one errno, comparing values of at most 32 bits;
+/// only whole syscalls are refused with another errno than `EPERM`.
 pub fn compile(rules: &[Rule]) -> Result<JobFilter, SeccompError> {
-    let mut actions: Vec<Deny> = rules.iter().map(|r| r.deny).collect();
-    actions.sort();
-    actions.dedup();
-    let mut programs = Vec::with_capacity(actions.len());
-    for deny in actions {
-        let mut chains: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
-        for rule in rules.iter().filter(|r| r.deny == deny) {
-            let alternatives = seccomp_rules(rule)?;
-            chains.entry(rule.nr).or_default().extend(alternatives);
+    let mut program = x32_guard();
+    let mut chains: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
+    for rule in rules {
+        match rule.deny {
+            Deny::Eperm => chains
+                .entry(rule.nr)
+                .or_default()
+                .extend(seccomp_rules(rule)?),
+            other => program.extend(refuse_whole(rule.nr, other)),
         }
-        let errno = u32::try_from(deny.errno()).unwrap_or(1);
-        let filter = SeccompFilter::new(
-            chains,
-            SeccompAction::Allow,
-            SeccompAction::Errno(errno),
-            TargetArch::x86_64,
-        )?;
-        let body: BpfProgram = filter.try_into()?;
-        let mut program = x32_guard();
-        program.extend(body);
-        programs.push((deny, program));
     }
-    Ok(JobFilter { programs })
+    let refuse = SeccompAction::Errno(Deny::Eperm.errno().unsigned_abs());
+    let allow = SeccompAction::Allow;
+    let table = SeccompFilter::new(chains, allow, refuse, TargetArch::x86_64)?;
+    program.extend(BpfProgram::try_from(table)?);
+    Ok(JobFilter { program })
 }
 
 /// The rule as seccompiler rules (alternatives); empty = every call.
@@ -307,20 +297,37 @@ fn seccomp_rules(rule: &Rule) -> Result<Vec<SeccompRule>, SeccompError> {
     Ok(vec![SeccompRule::new(conditions)?])
 }
 
+const LD_W_ABS: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS
+const JEQ_K: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
+const JGE_K: u16 = 0x35; // BPF_JMP | BPF_JGE | BPF_K
+const RET_K: u16 = 0x06; // BPF_RET | BPF_K
+const fn op(code: u16, jt: u8, jf: u8, k: u32) -> sock_filter {
+    sock_filter { code, jt, jf, k }
+}
+
 /// `AUDIT_ARCH` checks cannot tell x32 from x86_64 (both report x86_64); x32 calls carry bit
 /// 30 in the syscall number. Kill them before seccompiler's own arch check (which kills i386).
+/// Leaves the syscall number in the accumulator, for [`refuse_whole`].
 fn x32_guard() -> Vec<sock_filter> {
-    const LD_W_ABS: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS
-    const JGE_K: u16 = 0x35; // BPF_JMP | BPF_JGE | BPF_K
-    const RET_K: u16 = 0x06; // BPF_RET | BPF_K
     const SECCOMP_DATA_NR_OFFSET: u32 = 0;
     const X32_SYSCALL_BIT: u32 = 0x4000_0000;
-    let op = |code, jt, jf, k| sock_filter { code, jt, jf, k };
     vec![
         op(LD_W_ABS, 0, 0, SECCOMP_DATA_NR_OFFSET),
         op(JGE_K, 0, 1, X32_SYSCALL_BIT),
         op(RET_K, 0, 0, libc::SECCOMP_RET_KILL_PROCESS),
     ]
+}
+
+/// Refuses syscall `nr` (in the accumulator) with `deny`'s errno. It runs before seccompiler's
+/// architecture check, so an i386 call with the same number is refused too instead of killed:
+/// these checks only ever refuse, so nothing gets through that way.
+fn refuse_whole(nr: i64, deny: Deny) -> [sock_filter; 2] {
+    let (nr, errno) = (
+        u32::try_from(nr).unwrap_or(u32::MAX),
+        deny.errno().unsigned_abs(),
+    );
+    let errno = libc::SECCOMP_RET_ERRNO | (errno & libc::SECCOMP_RET_DATA);
+    [op(JEQ_K, 0, 1, nr), op(RET_K, 0, 0, errno)]
 }
 
 #[cfg(test)]
@@ -339,6 +346,9 @@ mod tests {
                 if other.when == When::Always || rule.when == When::Always {
                     return Err("always and conditional");
                 }
+            }
+            if rule.deny != Deny::Eperm && rule.when != When::Always {
+                return Err("a conditional refusal with another errno than EPERM");
             }
             let values: Vec<u64> = match rule.when {
                 When::Always => vec![],
@@ -376,18 +386,19 @@ mod tests {
     }
 
     #[test]
-    fn the_table_compiles_into_one_program_per_errno() {
+    fn the_table_compiles_into_one_program_that_starts_with_the_x32_guard() {
         let f = job_filter().expect("table compiles");
-        let denies: Vec<Deny> = f.programs.iter().map(|(d, _)| *d).collect();
-        assert_eq!(denies, [Deny::Eperm, Deny::Enosys]);
         assert!(f.instructions() < 4096, "{} instructions", f.instructions());
-        for (_, p) in &f.programs {
-            assert_eq!(
-                p[..3],
-                x32_guard()[..],
-                "every program starts with the x32 guard"
-            );
-        }
+        assert_eq!(f.program[..3], x32_guard()[..]);
+        // clone3, the one call refused with ENOSYS, right after the guard.
+        assert_eq!(
+            f.program[3..5],
+            refuse_whole(libc::SYS_clone3, Deny::Enosys)[..]
+        );
+        assert_eq!(
+            f.program[4].k,
+            libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32
+        );
     }
 
     #[test]
@@ -412,6 +423,15 @@ mod tests {
             "x",
         )];
         assert_eq!(check_table(&wide), Err("wider than 32 bits"));
+        let conditional_enosys = [Rule {
+            deny: Deny::Enosys,
+            ..only("unshare X", libc::SYS_unshare, flag(0, CLONE_NEWNS), "x")
+        }];
+        let refused = check_table(&conditional_enosys);
+        assert_eq!(
+            refused,
+            Err("a conditional refusal with another errno than EPERM")
+        );
     }
 
     #[test]

@@ -32,7 +32,7 @@ pub use channel::Channel;
 pub use error::{IpcError, RemoteError, RemoteErrorKind};
 
 /// Bumped on any incompatible change to a message; both sides must agree exactly.
-pub const PROTOCOL_VERSION: u16 = 3;
+pub const PROTOCOL_VERSION: u16 = 4;
 
 /// The largest frame either side sends or accepts, in bytes.
 ///

@@ -119,15 +119,24 @@ impl Spawner {
                 child: true,
             });
             job.dir.write(JOB, &job.file).map_err(internal)?;
-            launch::release(go).map_err(internal)
+            job.go = Some(go);
+            Ok(())
         })();
         if let Err(e) = launched {
             self.release(job, false);
             return Err(e);
         }
-        tracing::info!(job = %id, shim = ?job.file.shim, command = %spec.command, "job launching");
+        tracing::info!(job = %id, shim = ?job.file.shim, command = %spec.command, "job prepared");
         self.jobs.insert(id.clone(), job);
         Ok(())
+    }
+
+    /// ReleaseJob: the frontend recorded the held job; its shim may start it.
+    pub fn release_held(&mut self, id: &JobId) -> Result<SpawnerReply, RemoteError> {
+        let go = self.jobs.get_mut(id).and_then(|j| j.go.take());
+        let go = go.ok_or_else(|| RemoteError::not_found(format!("no held job {id} here")))?;
+        launch::release(go).map_err(internal)?;
+        Ok(SpawnerReply::Acked)
     }
 
     /// A free user-namespace slot (range of host ids), `None` when jobs get no user namespace.

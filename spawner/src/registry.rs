@@ -20,7 +20,8 @@ pub const LAUNCH_TIMEOUT_MS: u64 = 60_000;
 /// Where a job is in its life, as the spawner sees it.
 #[derive(Debug)]
 pub enum Phase {
-    /// The shim was released; waiting for its `started` or `exit` record.
+    /// The shim is held until ReleaseJob, or released and the job's `started` or `exit`
+    /// record is awaited.
     Launching {
         /// Who asked, to answer once the command was exec'd (None after a restart).
         reply_to: Option<(ClientId, u64)>,
@@ -76,6 +77,8 @@ pub struct Job {
     pub oom_watch: Option<OwnedFd>,
     /// Our copies of the stdout and stderr read ends.
     pub pipes: Option<(OwnedFd, OwnedFd)>,
+    /// The shim's release pipe, held until ReleaseJob (or a stop lets the job go unstarted).
+    pub go: Option<OwnedFd>,
     pub attach: Attach,
     /// Set when the kill after a stop's grace period was done.
     pub killed: bool,
@@ -107,6 +110,7 @@ impl Job {
             cgroup,
             oom_watch: None,
             pipes: None,
+            go: None,
             attach: Attach::Never,
             killed: false,
             launch_abandoned: None,

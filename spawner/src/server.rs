@@ -1,7 +1,7 @@
 //! Client connections on the spawner channel (the frontend): handshake, a closed request set
 //! with a per-state permit table, replies and pushed exit events.
 //!
-//! Like OpenSSH's monitor: before the hello nothing is permitted; after it, the four requests.
+//! Like OpenSSH's monitor: before the hello nothing is permitted; after it, the five requests.
 //! A frame that is malformed, too large, carries unexpected fds or is not permitted closes
 //! that connection (and only it), with the reason logged.
 
@@ -175,6 +175,9 @@ impl Spawner {
                 match msg.request {
                     SpawnerRequest::StartJob { job, launch } => {
                         self.start_job(id, msg.id, job, launch, fds)
+                    }
+                    SpawnerRequest::ReleaseJob { job } => {
+                        Some(self.release_held(&job).unwrap_or_else(SpawnerReply::Error))
                     }
                     SpawnerRequest::StopJob { job, grace_ms } => {
                         Some(self.stop_request(&job, grace_ms))

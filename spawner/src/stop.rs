@@ -85,6 +85,10 @@ impl Spawner {
             tracing::error!(job = %id, error = %e, "cannot record the stop; stopping anyway");
         }
         tracing::info!(job = %id, cause = ?stop.cause, grace_ms, "stopping job");
+        // A held shim sees its release pipe close and leaves without starting anything.
+        if job.go.take().is_some() {
+            job.launch_abandoned = Some("stopped before the frontend released it".into());
+        }
         if let Some(cg) = &job.cgroup
             && let Err(e) = cg.signal_all(Signal::SIGTERM)
         {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use harness::*;
 use joblet_ipc_proto::RemoteErrorKind;
-use joblet_ipc_proto::channel::spawner::SpawnerReply;
+use joblet_ipc_proto::channel::spawner::{SpawnerReply, SpawnerRequest};
 use joblet_ipc_proto::job::{EndReason, JobSpec};
 
 const T: Duration = Duration::from_secs(30);
@@ -529,5 +529,62 @@ fn the_shim_holds_the_jobs_mounts_until_the_exit_is_recorded() {
     }
     assert!(std::fs::metadata(format!("/proc/{shim}")).is_ok());
     c.finish_job(&job, T);
+    h.finish();
+}
+
+/// StartJob without its ReleaseJob: the job is prepared and held.
+fn start_held(c: &mut Client, job: &joblet_ipc_proto::job::JobId, script: &str) -> u64 {
+    let start = SpawnerRequest::StartJob {
+        job: job.clone(),
+        launch: launch(sh(script)),
+    };
+    c.send(start, &[])
+}
+
+#[test]
+fn nothing_of_a_job_runs_before_its_release_and_a_stop_lets_a_held_job_go() {
+    let h = Harness::start();
+    let mut c = h.client();
+    let job = new_job_id();
+    let start = start_held(&mut c, &job, "echo ran");
+    // Prepared and held: no answer, no job process, nothing written.
+    assert!(c.recv_one().is_none() && c.recv_one().is_none());
+    let held = c
+        .list()
+        .into_iter()
+        .find(|j| j.job == job)
+        .expect("held job listed");
+    assert_eq!((held.pid, held.started_ns, held.exited), (0, 0, None));
+    assert!(h.persistd.output(&job).stdout.is_empty());
+    let release = SpawnerRequest::ReleaseJob { job: job.clone() };
+    assert!(matches!(c.call(release.clone(), T), SpawnerReply::Acked));
+    assert!(matches!(
+        c.wait_reply(start, T),
+        SpawnerReply::Started { .. }
+    ));
+    assert_eq!(c.finish_job(&job, T).exit_code, 0);
+    // Released once: a second release, like one for a job never started, is refused.
+    let refused = |r| matches!(r, SpawnerReply::Error(e) if e.kind == RemoteErrorKind::NotFound);
+    assert!(refused(c.call(release, T)));
+    let unknown = SpawnerRequest::ReleaseJob { job: new_job_id() };
+    assert!(refused(c.call(unknown, T)));
+
+    // A stop while held (the frontend could not record the job): it ends without starting.
+    let job = new_job_id();
+    let start = start_held(&mut c, &job, "echo must-not-run");
+    assert!(matches!(c.stop(&job, 0), SpawnerReply::Stopping));
+    match c.wait_reply(start, T) {
+        SpawnerReply::LaunchFailed { outcome } => {
+            assert!(
+                outcome.message.contains("before the frontend released it"),
+                "{outcome:?}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(c.finish_job(&job, T).reason, EndReason::LaunchFailed);
+    assert!(h.persistd.output(&job).stdout.is_empty());
+    let release = SpawnerRequest::ReleaseJob { job: job.clone() };
+    assert!(refused(c.call(release, T)));
     h.finish();
 }

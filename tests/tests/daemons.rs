@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use joblet_tests::{System, host, require_root};
+use joblet_tests::{System, host, hostile, require_root};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
@@ -113,6 +113,53 @@ fn stopping_with_running_jobs_leaves_nothing_behind() {
     for j in [&a, &b] {
         assert_eq!(sys.status(j)["status"], "RUNNING");
     }
+    sys.stop();
+}
+
+/// A job whose record stated cannot write (stated frozen past the frontend's 10 s patience)
+/// is refused, and its job, which the spawner prepared meanwhile, never runs: the frontend
+/// releases a job only once its record is durable, and stops it otherwise.
+#[test]
+fn a_job_whose_record_cannot_be_written_never_runs() {
+    require_root!();
+    let sys = System::start();
+    wait_answering(&sys);
+    let stated = sys.helper_pid("joblet-stated").expect("stated runs");
+    let marker = hostile::sleep_marker();
+    kill(Pid::from_raw(stated), Signal::SIGSTOP).expect("freeze stated");
+    let began = std::time::Instant::now();
+    let out = sys.rnx(&["job", "run", "sleep", &marker]);
+    // Past the frontend's wait for stated, whatever the client's own deadline was.
+    let patience = Duration::from_secs(12);
+    std::thread::sleep(patience.saturating_sub(began.elapsed()));
+    let ran = hostile::host_procs_with(&marker);
+    kill(Pid::from_raw(stated), Signal::SIGCONT).expect("thaw stated");
+    assert!(!out.ok(), "the run was accepted: {out:?}");
+    assert!(
+        ran.is_empty(),
+        "the job ran: pids {ran:?}\n{}",
+        sys.log_text()
+    );
+    // stated, thawed, may still write the record its Create asked for: the job then ends
+    // FAILED, never RUNNING, and nothing of it is left (`stop` checks).
+    wait_answering(&sys);
+    let end = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let list = sys
+            .rnx(&["--json", "job", "list"])
+            .expect_ok("job list")
+            .json();
+        let states: Vec<String> = (list.as_array().expect("a list").iter())
+            .map(|j| j["status"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        assert!(!states.iter().any(|s| s == "RUNNING"), "{states:?}");
+        if states.iter().all(|s| s == "FAILED") {
+            break;
+        }
+        assert!(std::time::Instant::now() < end, "not settled: {states:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(hostile::host_procs_with(&marker).is_empty());
     sys.stop();
 }
 

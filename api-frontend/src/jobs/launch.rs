@@ -1,6 +1,7 @@
-//! Starting a job whose record exists (INITIALIZING): StartJob to the spawner with the
-//! staged uploads attached, then RUNNING, or FAILED with the reason. Shared by RunJob and
-//! the scheduler.
+//! Starting a job: StartJob to the spawner with the staged uploads attached, the job's record
+//! (INITIALIZING) written while the spawner prepares the job, ReleaseJob once it is durable,
+//! then RUNNING, or FAILED with the reason. Shared by RunJob (which brings the new record) and
+//! the scheduler (whose record exists).
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
@@ -8,7 +9,7 @@ use std::time::Duration;
 
 use joblet_api_proto::RunJobResponse;
 use joblet_ipc_proto::channel::spawner::{SpawnerReply, SpawnerRequest};
-use joblet_ipc_proto::job::{JobId, JobOutcome, JobState, LaunchSpec};
+use joblet_ipc_proto::job::{JobId, JobOutcome, JobRecord, JobState, LaunchSpec};
 use joblet_ipc_proto::{RemoteError, RemoteErrorKind};
 use tonic::Status;
 
@@ -23,27 +24,43 @@ use crate::links::PATIENCE;
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Has the spawner start `id`, with `uploads` (the staging directory) attached when the
-/// launch says it has some, and records the result.
+/// launch says it has some, and records the result. `record` is the job's new record, written
+/// while the spawner prepares the job (`None`: it exists already).
 pub async fn start_recorded(
     app: &Arc<App>,
     id: &JobId,
     launch: LaunchSpec,
     uploads: Option<OwnedFd>,
     starting: Starting,
+    record: Option<JobRecord>,
 ) -> Result<RunJobResponse, Status> {
     let fds: Vec<_> = uploads.iter().map(|fd| fd.as_fd()).collect();
     if fds.len() != usize::from(launch.has_upload_dir) {
         let reason = "the staged uploads could not be handed over".to_owned();
+        if let Some(record) = record
+            && let Err(e) = app.state.create(record).await
+        {
+            starting.failed();
+            return Err(e.into());
+        }
         return launch_failed(app, id, starting, reason).await;
     }
     let request = SpawnerRequest::StartJob {
         job: id.clone(),
         launch,
     };
-    let reply = app
-        .spawner
-        .request_with_fds(request, &fds, PATIENCE, START_TIMEOUT)
-        .await;
+    // A StartJob that cannot be sent leaves nothing to undo: the job was neither prepared nor
+    // (for a new job) recorded.
+    let reply = match app.spawner.send_with_fds(request, &fds, PATIENCE).await {
+        Ok(sent) => {
+            if let Err(e) = record_then_release(app, id, record).await {
+                starting.failed();
+                return Err(e.into());
+            }
+            sent.reply(START_TIMEOUT).await
+        }
+        Err(e) => Err(e),
+    };
     match reply {
         Ok(SpawnerReply::Started { pid, started_ns }) => {
             tracing::info!(job = %id, pid, "job started");
@@ -85,6 +102,35 @@ pub async fn start_recorded(
             )))
         }
     }
+}
+
+/// Writes the job's new record (when it has one to write) while the spawner prepares the job,
+/// then lets the spawner start it: no job code runs before its record is durable. A record that
+/// cannot be written stops the held job, which then ends without having started anything.
+async fn record_then_release(
+    app: &App,
+    id: &JobId,
+    record: Option<JobRecord>,
+) -> Result<(), LinkError> {
+    if let Some(record) = record
+        && let Err(e) = app.state.create(record).await
+    {
+        let stop = SpawnerRequest::StopJob {
+            job: id.clone(),
+            grace_ms: 0,
+        };
+        if let Err(stop_err) = app.spawner.request(stop, PATIENCE, START_TIMEOUT).await {
+            // Unreleased, it fails at the spawner's launch timeout (or its restart).
+            tracing::warn!(job = %id, error = %stop_err, "cannot stop the held job of a failed create");
+        }
+        return Err(e);
+    }
+    let release = SpawnerRequest::ReleaseJob { job: id.clone() };
+    if let Err(e) = app.spawner.request(release, PATIENCE, START_TIMEOUT).await {
+        // StartJob's own reply says what became of the job (refused, failed, link lost).
+        tracing::debug!(job = %id, error = %e, "ReleaseJob not acknowledged");
+    }
+    Ok(())
 }
 
 fn other_name(reply: &SpawnerReply) -> &'static str {

@@ -92,13 +92,6 @@ async fn start(
         JobState::Initializing,
         Vec::new(),
     );
-    if let Err(e) = app.state.create(record).await {
-        starting.failed();
-        if has_uploads {
-            staged::remove(&app, &id).await;
-        }
-        return Err(e.into());
-    }
     let fd = if has_uploads {
         match app.uploads.open(&id) {
             Ok(fd) => Some(fd),
@@ -110,7 +103,7 @@ async fn start(
     } else {
         None
     };
-    let result = launch::start_recorded(&app, &id, launch, fd, starting).await;
+    let result = launch::start_recorded(&app, &id, launch, fd, starting, Some(record)).await;
     // The spawner copied the tree before it answered; the staging copy has served.
     if has_uploads {
         staged::remove(&app, &id).await;

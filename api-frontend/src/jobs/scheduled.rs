@@ -126,7 +126,7 @@ async fn try_start(app: &Arc<App>, job: &JobId) -> Result<(), String> {
         None
     };
     tracing::info!(job = %job, due = %rfc3339(record.spec.schedule_ns), "starting scheduled job");
-    let result = launch::start_recorded(app, job, launch, fd, starting).await;
+    let result = launch::start_recorded(app, job, launch, fd, starting, None).await;
     staged::remove(app, job).await;
     if let Err(status) = result {
         tracing::warn!(job = %job, error = %status.message(), "scheduled job did not start");

@@ -86,6 +86,18 @@ impl SpawnerLink {
         patience: Duration,
         reply_timeout: Duration,
     ) -> Result<SpawnerReply, LinkError> {
+        let sent = self.send_with_fds(request, fds, patience).await?;
+        sent.reply(reply_timeout).await
+    }
+
+    /// Sends a request and returns at once: its reply is awaited with [`SentRequest::reply`].
+    /// Requests sent one after the other on this link reach the spawner in that order.
+    pub async fn send_with_fds(
+        &self,
+        request: SpawnerRequest,
+        fds: &[BorrowedFd<'_>],
+        patience: Duration,
+    ) -> Result<SentRequest<'_>, LinkError> {
         let msg = ToSpawner {
             id: self.shared.next_id.fetch_add(1, Ordering::Relaxed),
             request,
@@ -117,26 +129,7 @@ impl SpawnerLink {
                 format!("cannot send {name}: {e}"),
             ));
         }
-        let reply = match tokio::time::timeout(reply_timeout, rx).await {
-            Ok(Ok(reply)) => reply,
-            Ok(Err(_)) => {
-                return Err(LinkError::unavailable(
-                    DAEMON,
-                    format!("the connection broke before the spawner answered {name}"),
-                ));
-            }
-            Err(_) => {
-                return Err(LinkError::unavailable(
-                    DAEMON,
-                    format!("no answer to {name} within {} s", reply_timeout.as_secs()),
-                ));
-            }
-        };
-        drop(guard);
-        match reply {
-            SpawnerReply::Error(e) => Err(LinkError::Remote(e)),
-            other => Ok(other),
-        }
+        Ok(SentRequest { name, rx, guard })
     }
 
     fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<u64, oneshot::Sender<SpawnerReply>>> {
@@ -209,6 +202,42 @@ impl SpawnerLink {
 }
 
 /// Removes a request's pending entry when it gives up waiting (timeout, cancellation).
+/// A request on its way: [`SentRequest::reply`] waits for the spawner's answer. Dropping it
+/// forgets the reply (the spawner still acts on the request).
+pub struct SentRequest<'a> {
+    name: &'static str,
+    rx: oneshot::Receiver<SpawnerReply>,
+    guard: PendingGuard<'a>,
+}
+
+impl SentRequest<'_> {
+    /// The reply: `Error` replies become [`LinkError::Remote`]; a broken or silent connection
+    /// is [`LinkError::Unavailable`].
+    pub async fn reply(self, reply_timeout: Duration) -> Result<SpawnerReply, LinkError> {
+        let name = self.name;
+        let reply = match tokio::time::timeout(reply_timeout, self.rx).await {
+            Ok(Ok(reply)) => reply,
+            Ok(Err(_)) => {
+                return Err(LinkError::unavailable(
+                    DAEMON,
+                    format!("the connection broke before the spawner answered {name}"),
+                ));
+            }
+            Err(_) => {
+                return Err(LinkError::unavailable(
+                    DAEMON,
+                    format!("no answer to {name} within {} s", reply_timeout.as_secs()),
+                ));
+            }
+        };
+        drop(self.guard);
+        match reply {
+            SpawnerReply::Error(e) => Err(LinkError::Remote(e)),
+            other => Ok(other),
+        }
+    }
+}
+
 struct PendingGuard<'a> {
     shared: &'a Shared,
     id: u64,

@@ -21,12 +21,18 @@ pub struct ToSpawner {
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum SpawnerRequest {
-    /// Start a job now. Carries one fd (a directory of staged uploads) when
+    /// Prepare a job (its cgroup, its shim) and hold it until `ReleaseJob`: nothing of it runs
+    /// before the frontend's record of it is durable, and the frontend writes that record
+    /// while the spawner prepares. Carries one fd (a directory of staged uploads) when
     /// `launch.has_upload_dir` is set. Answered with `Started` once the command was exec'd;
-    /// `LaunchFailed` when the job was created but failed before exec (its exit event follows
-    /// as for any job); `Error` when it was refused and nothing was created.
+    /// `LaunchFailed` when the job was created but failed before exec, or was stopped while
+    /// held (its exit event follows as for any job); `Error` when it was refused and nothing
+    /// was created.
     StartJob { job: JobId, launch: LaunchSpec },
-    /// SIGTERM to every process of the job, then after `grace_ms` kill them all.
+    /// Let a held job start. Answered with `Acked`; the StartJob's reply follows.
+    ReleaseJob { job: JobId },
+    /// SIGTERM to every process of the job, then after `grace_ms` kill them all; a held job
+    /// is let go without starting.
     StopJob { job: JobId, grace_ms: u32 },
     /// The jobs the spawner holds (running, or exited and not yet acknowledged), a page at a
     /// time, after `after` in id order.
@@ -81,6 +87,7 @@ impl Message for ToSpawner {
     fn name(&self) -> &'static str {
         match self.request {
             SpawnerRequest::StartJob { .. } => "StartJob",
+            SpawnerRequest::ReleaseJob { .. } => "ReleaseJob",
             SpawnerRequest::StopJob { .. } => "StopJob",
             SpawnerRequest::ListJobs { .. } => "ListJobs",
             SpawnerRequest::AckExit { .. } => "AckExit",

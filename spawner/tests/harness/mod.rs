@@ -576,9 +576,20 @@ impl Client {
         fds: &[std::os::fd::BorrowedFd<'_>],
         timeout: Duration,
     ) -> SpawnerReply {
+        let id = self.send(request, fds);
+        self.wait_reply(id, timeout)
+    }
+
+    /// Sends a request without waiting; returns its id for [`Client::wait_reply`].
+    pub fn send(&mut self, request: SpawnerRequest, fds: &[std::os::fd::BorrowedFd<'_>]) -> u64 {
         let id = self.next_id;
         self.next_id += 1;
         self.sock.send(&ToSpawner { id, request }, fds).unwrap();
+        id
+    }
+
+    /// The reply to request `id`; other replies are dropped, events kept.
+    pub fn wait_reply(&mut self, id: u64, timeout: Duration) -> SpawnerReply {
         let end = Instant::now() + timeout;
         while Instant::now() < end {
             match self.recv_one() {
@@ -591,14 +602,25 @@ impl Client {
         panic!("no reply to request {id} in {timeout:?}");
     }
 
+    /// StartJob, and ReleaseJob right behind it (as a frontend whose record of the job is
+    /// already durable does); returns StartJob's reply.
+    fn start_released(
+        &mut self,
+        job: &JobId,
+        launch: LaunchSpec,
+        fds: &[std::os::fd::BorrowedFd<'_>],
+    ) -> SpawnerReply {
+        let start = SpawnerRequest::StartJob {
+            job: job.clone(),
+            launch,
+        };
+        let id = self.send(start, fds);
+        self.send(SpawnerRequest::ReleaseJob { job: job.clone() }, &[]);
+        self.wait_reply(id, Duration::from_secs(30))
+    }
+
     pub fn start(&mut self, job: &JobId, spec: JobSpec) -> SpawnerReply {
-        self.call(
-            SpawnerRequest::StartJob {
-                job: job.clone(),
-                launch: launch(spec),
-            },
-            Duration::from_secs(30),
-        )
+        self.start_released(job, launch(spec), &[])
     }
 
     /// StartJob with a staged upload directory.
@@ -610,9 +632,7 @@ impl Client {
     ) -> SpawnerReply {
         let mut launch = launch(spec);
         launch.has_upload_dir = true;
-        let job = job.clone();
-        let request = SpawnerRequest::StartJob { job, launch };
-        self.call_with_fds(request, &[dir], Duration::from_secs(30))
+        self.start_released(job, launch, &[dir])
     }
 
     pub fn start_ok(&mut self, job: &JobId, spec: JobSpec) -> (u32, u64) {

@@ -163,6 +163,65 @@ fn a_job_whose_record_cannot_be_written_never_runs() {
     sys.stop();
 }
 
+/// A frontend that dies while stated writes a new job's record leaves that job held by the
+/// spawner. The restarted frontend settles it at once: it releases it if the record was
+/// written (the job runs), stops it if not (it never ran), rather than leaving it to the
+/// spawner's 60 s launch timeout.
+#[test]
+fn a_start_held_for_a_dead_frontend_is_settled_by_the_next_one() {
+    require_root!();
+    let sys = System::start();
+    wait_answering(&sys);
+    let stated = Pid::from_raw(sys.helper_pid("joblet-stated").expect("stated runs"));
+    let api = sys.helper_pid("joblet-api").expect("the frontend runs");
+    let marker = hostile::sleep_marker();
+    kill(stated, Signal::SIGSTOP).expect("freeze stated");
+    std::thread::scope(|scope| {
+        let run = scope.spawn(|| sys.rnx(&["job", "run", "sleep", &marker]));
+        let end = std::time::Instant::now() + Duration::from_secs(10);
+        while !sys.log_text().contains("job prepared") {
+            assert!(
+                std::time::Instant::now() < end,
+                "no held job:\n{}",
+                sys.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        kill(Pid::from_raw(api), Signal::SIGKILL).expect("kill the frontend");
+        sys.wait_helper_restarted("joblet-api", api, Duration::from_secs(30));
+        kill(stated, Signal::SIGCONT).expect("thaw stated");
+        let _ = run.join();
+    });
+    let began = std::time::Instant::now();
+    loop {
+        let log = sys.log_text();
+        let list = sys.rnx(&["--json", "job", "list"]);
+        let states: Vec<String> = match list.ok() {
+            true => (list.json().as_array().expect("a list").iter())
+                .map(|j| j["status"].as_str().unwrap_or_default().to_owned())
+                .collect(),
+            false => vec!["(not answering)".to_owned()],
+        };
+        let runs = !hostile::host_procs_with(&marker).is_empty();
+        let released = runs
+            && states == ["RUNNING"]
+            && log.contains("released a job held for a previous frontend");
+        let stopped = !runs
+            && states.iter().all(|s| s == "FAILED")
+            && log.contains("the spawner holds a job without a record");
+        if released || stopped {
+            break;
+        }
+        assert!(
+            began.elapsed() < Duration::from_secs(20),
+            "not settled: {states:?}, running {runs}\n{log}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(!sys.log_text().contains("did not finish within"));
+    sys.stop();
+}
+
 fn wait_answering(sys: &System) {
     let start = std::time::Instant::now();
     while !sys.rnx(&["job", "list"]).ok() {

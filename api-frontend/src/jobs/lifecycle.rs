@@ -216,6 +216,30 @@ async fn acknowledge(app: &App, job: &JobId) {
     }
 }
 
+/// Lets a held job start (see `launch::record_then_release`); NotFound means it was not held.
+async fn release_held(app: &App, job: &JobId) {
+    let req = SpawnerRequest::ReleaseJob { job: job.clone() };
+    match app.spawner.request(req, PATIENCE, REPLY_TIMEOUT).await {
+        Ok(_) => tracing::info!(job = %job, "released a job held for a previous frontend"),
+        Err(e) if e.remote_kind() == Some(RemoteErrorKind::NotFound) => {}
+        Err(e) => tracing::warn!(job = %job, error = %e, "cannot release a held job"),
+    }
+}
+
+/// A job the spawner holds that no record knows: a previous frontend died before its record
+/// was written (the job is held, and ends without having started), or the record was lost.
+/// Either way it must not run.
+async fn stop_unrecorded(app: &App, job: &JobId) {
+    tracing::warn!(job = %job, "the spawner holds a job without a record; stopping it");
+    let req = SpawnerRequest::StopJob {
+        job: job.clone(),
+        grace_ms: 0,
+    };
+    if let Err(e) = app.spawner.request(req, PATIENCE, REPLY_TIMEOUT).await {
+        tracing::warn!(job = %job, error = %e, "cannot stop a job without a record");
+    }
+}
+
 /// The spawner's entry for one job, if it has one.
 async fn spawned(app: &App, job: &JobId) -> Option<SpawnedJob> {
     spawner_jobs(app).await.ok()?.remove(job)
@@ -276,6 +300,11 @@ async fn reconcile_snapshots(app: &App) -> Result<(), ReconcileError> {
         }
         let result = match held.get(&r.id) {
             Some(s) if r.state == JobState::Initializing && s.exited.is_none() => {
+                if s.pid == 0 {
+                    // Perhaps held by a frontend that died before releasing it: its record is
+                    // durable, so it may start (a job already released answers NotFound).
+                    release_held(app, &r.id).await;
+                }
                 app.state
                     .transition(&r.id, JobState::Running, s.started_ns, None)
                     .await
@@ -300,6 +329,15 @@ async fn reconcile_snapshots(app: &App) -> Result<(), ReconcileError> {
                     Some(RemoteErrorKind::FailedPrecondition | RemoteErrorKind::NotFound)
                 ) => {}
             Err(e) => return Err(ReconcileError::State(e)),
+        }
+    }
+    let recorded: HashSet<&JobId> = records.iter().map(|r| &r.id).collect();
+    for s in held
+        .values()
+        .filter(|s| s.exited.is_none() && !recorded.contains(&s.job))
+    {
+        if !app.tracker.reconcile_skips(&s.job) {
+            stop_unrecorded(app, &s.job).await;
         }
     }
     let alive: HashSet<JobId> = held

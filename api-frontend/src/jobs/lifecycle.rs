@@ -300,13 +300,18 @@ async fn reconcile_snapshots(app: &App) -> Result<(), ReconcileError> {
         }
         let result = match held.get(&r.id) {
             Some(s) if r.state == JobState::Initializing && s.exited.is_none() => {
+                // A job still launching (pid 0) has no start time at the spawner yet, and its
+                // start is reported to the frontend that asked for it, not to this one; stated
+                // refuses RUNNING without a time, so it is recorded as started now.
+                let mut started_ns = s.started_ns;
                 if s.pid == 0 {
                     // Perhaps held by a frontend that died before releasing it: its record is
                     // durable, so it may start (a job already released answers NotFound).
                     release_held(app, &r.id).await;
+                    started_ns = now_ns();
                 }
                 app.state
-                    .transition(&r.id, JobState::Running, s.started_ns, None)
+                    .transition(&r.id, JobState::Running, started_ns, None)
                     .await
             }
             // Running, or its exit event is on its way.

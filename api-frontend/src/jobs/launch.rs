@@ -115,14 +115,8 @@ async fn record_then_release(
     if let Some(record) = record
         && let Err(e) = app.state.create(record).await
     {
-        let stop = SpawnerRequest::StopJob {
-            job: id.clone(),
-            grace_ms: 0,
-        };
-        if let Err(stop_err) = app.spawner.request(stop, PATIENCE, START_TIMEOUT).await {
-            // Unreleased, it fails at the spawner's launch timeout (or its restart).
-            tracing::warn!(job = %id, error = %stop_err, "cannot stop the held job of a failed create");
-        }
+        // If even the stop fails, the unreleased job fails at the spawner's launch timeout.
+        super::lifecycle::stop_unrecorded(app, id).await;
         return Err(e);
     }
     let release = SpawnerRequest::ReleaseJob { job: id.clone() };

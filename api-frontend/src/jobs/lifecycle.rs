@@ -226,10 +226,10 @@ async fn release_held(app: &App, job: &JobId) {
     }
 }
 
-/// A job the spawner holds that no record knows: a previous frontend died before its record
-/// was written (the job is held, and ends without having started), or the record was lost.
-/// Either way it must not run.
-async fn stop_unrecorded(app: &App, job: &JobId) {
+/// A job the spawner holds that no record knows: its record could not be written (RunJob's
+/// create failed, or its frontend died first), or the record was lost. Either way it must not
+/// run; a held job ends without having started.
+pub(super) async fn stop_unrecorded(app: &App, job: &JobId) {
     tracing::warn!(job = %job, "the spawner holds a job without a record; stopping it");
     let req = SpawnerRequest::StopJob {
         job: job.clone(),

@@ -201,7 +201,6 @@ impl SpawnerLink {
     }
 }
 
-/// Removes a request's pending entry when it gives up waiting (timeout, cancellation).
 /// A request on its way: [`SentRequest::reply`] waits for the spawner's answer. Dropping it
 /// forgets the reply (the spawner still acts on the request).
 pub struct SentRequest<'a> {
@@ -238,6 +237,7 @@ impl SentRequest<'_> {
     }
 }
 
+/// Removes a request's pending entry when it gives up waiting (timeout, cancellation).
 struct PendingGuard<'a> {
     shared: &'a Shared,
     id: u64,

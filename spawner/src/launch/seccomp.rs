@@ -33,7 +33,7 @@ use seccompiler::{
 compile_error!("the job seccomp filter is written for x86_64 syscall numbers only");
 
 /// The errno a refused call returns.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Deny {
     Eperm,
     /// "This kernel has no such call": callers fall back to an older call we can check.

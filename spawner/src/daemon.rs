@@ -38,6 +38,9 @@ pub struct Spawner {
     /// Devices backing the allowed mounts, where io limits apply (the job's writable space is
     /// a tmpfs: memory, no device).
     pub io_devices: Vec<(u32, u32)>,
+    /// The allowed host paths that are files, which each job binds into its copy of the base
+    /// (`launch::rootfs`); the directories are in the base.
+    pub host_files: Vec<PathBuf>,
     /// Forks the jobs' shims.
     pub factory: Factory,
     /// Whether jobs get the Landlock layer (configured, and available on this kernel).

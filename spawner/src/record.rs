@@ -167,13 +167,6 @@ impl JobDir {
         &self.path
     }
 
-    /// Where the job's root filesystem is mounted, in the job's own mount namespace only: the
-    /// directory holding the job's records. Any directory serves, since no other namespace
-    /// sees the mount; one of its own per job cost a mkdir and an rmdir (up to 4 ms on ext4).
-    pub fn root_mountpoint(&self) -> &Path {
-        self.path.parent().unwrap_or(&self.path)
-    }
-
     /// Creates the directory (refusing an existing one: job ids are never reused).
     pub fn create(&self) -> Result<(), RecordError> {
         let mut b = fs::DirBuilder::new();

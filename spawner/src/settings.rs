@@ -114,14 +114,16 @@ fn allowed_mount(p: &Path) -> Result<(), SettingsError> {
     Err(invalid("allowed_mounts", why))
 }
 
-/// Makes sure the state directory and its `jobs/` exist, belong to root and are 0700.
-pub fn prepare_state_dir(dir: &Path) -> Result<PathBuf, SettingsError> {
+/// Makes sure the state directory, its `jobs/` and `base/` (where the spawner attaches the
+/// jobs' base root, in its own mount namespace only) exist, belong to root and are 0700.
+/// Returns the last two.
+pub fn prepare_state_dir(dir: &Path) -> Result<(PathBuf, PathBuf), SettingsError> {
     let err = |source| SettingsError::StateDir {
         path: dir.to_path_buf(),
         source,
     };
-    let jobs = dir.join("jobs");
-    for d in [dir, jobs.as_path()] {
+    let (jobs, base) = (dir.join("jobs"), dir.join("base"));
+    for d in [dir, jobs.as_path(), base.as_path()] {
         match std::fs::create_dir(d) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
@@ -134,7 +136,7 @@ pub fn prepare_state_dir(dir: &Path) -> Result<PathBuf, SettingsError> {
         }
         std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700)).map_err(err)?;
     }
-    Ok(jobs)
+    Ok((jobs, base))
 }
 
 #[cfg(test)]

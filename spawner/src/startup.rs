@@ -12,7 +12,7 @@ use crate::checks::{self, CheckError};
 use crate::daemon::{DaemonError, Spawner};
 use crate::harden::{self, HardenError};
 use crate::launch::factory::Factory;
-use crate::launch::{StepError, landlock, seccomp};
+use crate::launch::{StepError, landlock, rootfs, seccomp};
 use crate::output::OutputLink;
 use crate::record::RecordError;
 use crate::settings::{self, SettingsError};
@@ -31,7 +31,7 @@ pub enum StartError {
     Check(#[from] CheckError),
     #[error(transparent)]
     Seccomp(#[from] seccomp::SeccompError),
-    #[error("start the shim factory: {0}")]
+    #[error("prepare the jobs' launches (their base root, the shim factory): {0}")]
     Factory(#[from] StepError),
     #[error("cgroups: {0}")]
     Cgroup(#[from] CgroupError),
@@ -73,7 +73,7 @@ pub fn run(args: &[String]) -> Result<(), StartError> {
     harden::close_foreign_fds(listener.as_raw_fd())?;
     harden::harden_self()?;
     let signals = crate::daemon::signal_fd()?;
-    let jobs_dir = settings::prepare_state_dir(&s.state_dir)?;
+    let (jobs_dir, base_dir) = settings::prepare_state_dir(&s.state_dir)?;
     checks::namespaces(s.userns.enabled)?;
     let landlock = checks::landlock(s.landlock, landlock::abi())?;
     let cgroups = Cgroups::open(&CgroupConfig {
@@ -83,12 +83,15 @@ pub fn run(args: &[String]) -> Result<(), StartError> {
     })?;
     let mounts: Vec<&Path> = s.allowed_mounts.iter().map(|p| p.as_path()).collect();
     let io_devices = Cgroups::devices_backing(&mounts);
+    // Before the factory's fork: it, the shims and the jobs start from this mount namespace.
+    let host_files = rootfs::build_base(&s.allowed_mounts, &base_dir)?;
     let mut spawner = Spawner {
         output: OutputLink::new(s.output_socket.clone()),
         settings: s,
         jobs_dir,
         cgroups,
         io_devices,
+        host_files,
         factory: Factory::start(seccomp::job_filter()?)?,
         landlock,
         jobs: Default::default(),

@@ -193,12 +193,6 @@ pub fn new_fs(fstype: &CStr, options: &[(&CStr, &CStr)], attrs: u64) -> nix::Res
     fd_result(unsafe { syscall(SYS_fsmount, fs.as_raw_fd(), libc::FSMOUNT_CLOEXEC, attrs) })
 }
 
-/// `pivot_root(2)`.
-pub fn pivot_root(new_root: &CStr, put_old: &CStr) -> nix::Result<()> {
-    // SAFETY: both paths are NUL-terminated.
-    unit_result(unsafe { libc::syscall(libc::SYS_pivot_root, new_root.as_ptr(), put_old.as_ptr()) })
-}
-
 /// `close_range(2)`: closes every fd in `first..=last`.
 pub fn close_range(first: u32, last: u32) -> nix::Result<()> {
     if first > last {

@@ -108,8 +108,9 @@ fn proc_is_masked_and_sys_absent() {
     let h = Harness::start();
     let mut c = h.client();
     let job = new_job_id();
-    let script = "cat /proc/self/mountinfo; echo kcore=$(wc -c < /proc/kcore); \
-                  echo kallsyms=$(wc -c < /proc/kallsyms); echo acpi=$(ls -A /proc/acpi | wc -l); \
+    // A masked file yields no byte, whether it reads empty or cannot be opened (ours: nodev).
+    let script = "cat /proc/self/mountinfo; echo kcore=$(cat /proc/kcore 2>/dev/null | wc -c); \
+                  echo kallsyms=$(cat /proc/kallsyms 2>/dev/null | wc -c); echo acpi=$(ls -A /proc/acpi | wc -l); \
                   test -e /sys || echo sys=absent; echo 1 > /proc/sys/kernel/sysrq 2>/dev/null || echo sysctl=refused";
     c.start_ok(&job, sh(script));
     c.finish_job(&job, T);
@@ -174,6 +175,59 @@ fn proc_is_masked_and_sys_absent() {
         assert!(out.iter().any(|l| l == want), "{want} in {out:?}");
     }
     h.finish();
+}
+
+/// Runs `script` as a job and returns its stdout lines.
+fn job_lines(h: &Harness, c: &mut Client, script: &str) -> Vec<String> {
+    let job = new_job_id();
+    c.start_ok(&job, sh(script));
+    c.finish_job(&job, T);
+    lines(&h.persistd.wait_drained(&job, T).stdout)
+}
+
+/// The read-only base every job's root is cloned from: built once by the spawner in a mount
+/// namespace of its own, so nothing of it shows on the host; no job can leave anything in it
+/// for the next; an allowed host directory is live in it, and an allowed host file is bound
+/// per job, so a file the host replaces (as resolv.conf is) reaches the next job.
+#[test]
+fn the_base_is_read_only_private_and_host_files_are_bound_per_job() {
+    let host = std::path::PathBuf::from(format!("/var/tmp/joblet-base-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&host);
+    std::fs::create_dir_all(host.join("dir")).unwrap();
+    std::fs::set_permissions(&host, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(host.join("file"), "file v1\n").unwrap();
+    std::fs::write(host.join("dir/a"), "dir v1\n").unwrap();
+    let h = Harness::start_with(|s| {
+        s.allowed_mounts
+            .extend([host.join("file"), host.join("dir")]);
+    });
+    let mut c = h.client();
+    let base = h.settings.state_dir.join("base");
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mountinfo.contains(base.to_str().unwrap()),
+        "the base shows on the host"
+    );
+    let (file, dir) = (host.join("file"), host.join("dir"));
+    let script = format!(
+        "cat {file} {dir}/a; ls {dir}; for p in /left /dev/left /etc/left {dir}/left; do \
+         touch $p 2>/dev/null && echo wrote $p; done; true",
+        file = file.display(),
+        dir = dir.display()
+    );
+    let first = job_lines(&h, &mut c, &script);
+    assert_eq!(first, ["file v1", "dir v1", "a"], "first job");
+    // The host replaces the file (a new inode, as editors and resolvconf do) and changes the
+    // directory.
+    std::fs::write(host.join("file.new"), "file v2\n").unwrap();
+    std::fs::rename(host.join("file.new"), &file).unwrap();
+    std::fs::write(host.join("dir/a"), "dir v2\n").unwrap();
+    std::fs::write(host.join("dir/b"), "").unwrap();
+    let second = job_lines(&h, &mut c, &format!("{script}; ls -A /"));
+    assert_eq!(second[..4], ["file v2", "dir v2", "a", "b"], "second job");
+    assert!(!second.iter().any(|l| l.contains("left")), "{second:?}");
+    h.finish();
+    std::fs::remove_dir_all(&host).unwrap();
 }
 
 #[test]

@@ -6,7 +6,7 @@
 use std::os::fd::{IntoRawFd, OwnedFd};
 use std::path::Path;
 
-use nix::{fcntl::OFlag, sched::CloneFlags, sys::stat::Mode};
+use nix::{sched::CloneFlags, sys::stat::Mode};
 
 use super::{At, ExecArgs, LaunchPlan, StepError, exec, identity, landlock, netns};
 use super::{rootfs, seccomp, upload};
@@ -57,11 +57,6 @@ fn setup_and_exec(
         nix::unistd::write(&tasks, b"0").at(|| "join the job's cgroup")?;
     }
 
-    // The shim made the job's root mount point our cwd, which the new mount namespace maps to
-    // its own copy: the init never walks a host path to it.
-    let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
-    let mountpoint =
-        nix::fcntl::open(c".", flags, Mode::empty()).at(|| "open the root mount point")?;
     if plan.userns.is_some() {
         // Still the shim's host ids, unmapped here: become root of the new namespace (its
         // maps are written now), whose ids are the job's range on the host.
@@ -73,7 +68,9 @@ fn setup_and_exec(
     // new cgroup namespace is rooted at the job's own cgroup.
     nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP).at(|| "unshare the cgroup namespace")?;
     nix::sys::stat::umask(Mode::from_bits_truncate(0o022));
-    rootfs::build(plan, mountpoint)?;
+    // Our cwd is the base, which the new mount namespace maps to its own copy: the init never
+    // walks a host path to it.
+    rootfs::build(plan)?;
     // Built in the new root, while the init may still open every path of the policy.
     let ruleset = match plan.landlock {
         true => Some(landlock::build_ruleset(Path::new("/")).map_err(StepError::of)?),

@@ -133,25 +133,11 @@ fn restrict_hint(errno: Errno) -> &'static str {
 #[derive(Debug)]
 pub struct Ruleset {
     fd: OwnedFd,
-    abi: u32,
-    skipped: Vec<&'static str>,
-}
-
-impl Ruleset {
-    /// The kernel's Landlock ABI the ruleset was built for.
-    pub fn abi(&self) -> u32 {
-        self.abi
-    }
-
-    /// Whether signals and abstract unix sockets are confined to the job (ABI ≥ 6).
-    pub fn scoped(&self) -> bool {
-        scopes(self.abi) != 0
-    }
-
+    /// The kernel's Landlock ABI the ruleset was built for (signals and abstract unix sockets
+    /// are confined to the job from 6 on, [`scopes`]).
+    pub abi: u32,
     /// Optional policy paths that did not exist in the root (nothing granted for them).
-    pub fn skipped(&self) -> &[&'static str] {
-        &self.skipped
-    }
+    pub skipped: Vec<&'static str>,
 }
 
 impl AsFd for Ruleset {
@@ -162,17 +148,10 @@ impl AsFd for Ruleset {
 
 /// The running kernel's Landlock ABI version (≥ 1), or why there is none.
 pub fn abi() -> Result<u32, LandlockError> {
-    let null = std::ptr::null::<RulesetAttr>();
+    let (null, version) = (std::ptr::null::<RulesetAttr>(), CREATE_RULESET_VERSION);
     // SAFETY: with LANDLOCK_CREATE_RULESET_VERSION the kernel reads no attribute (NULL, 0) and
     // returns the ABI version; no memory is shared.
-    let ret = unsafe {
-        syscall(
-            SYS_landlock_create_ruleset,
-            null,
-            0usize,
-            CREATE_RULESET_VERSION,
-        )
-    };
+    let ret = unsafe { syscall(SYS_landlock_create_ruleset, null, 0usize, version) };
     let ret = sys::check(ret).map_err(|e| match e {
         Errno::ENOSYS => LandlockError::Unavailable {
             reason: "the kernel was built without it (CONFIG_SECURITY_LANDLOCK)",

@@ -36,7 +36,7 @@ mod init;
 pub mod landlock;
 mod mounts;
 mod netns;
-mod rootfs;
+pub mod rootfs;
 pub mod seccomp;
 mod shim;
 mod upload;
@@ -59,6 +59,7 @@ pub const PIPE_SIZE: i32 = 1 << 20;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LaunchPlan {
     pub dir: JobDir,
+    /// The allowed host paths that are files (the directories are in the base, see [`rootfs`]).
     pub allowed_mounts: Vec<PathBuf>,
     /// Size of the writable space (/work, /tmp, /dev/shm together), MiB.
     pub disk_mb: u64,

@@ -89,15 +89,19 @@ pub(super) fn bind(
 
 /// Binds the host path `host` read-only, nosuid, nodev at the same place under `root`. A
 /// symlink (Debian's `/bin` → `usr/bin`) shows its target's content; a missing path is skipped.
-pub(super) fn bind_host_readonly(root: BorrowedFd<'_>, host: &Path) -> StepResult {
-    let what = format!("{} read-only", host.display());
+/// With `dirs_only`, a file only gets its mount point. Returns whether `host` is a file.
+pub(super) fn bind_host(root: BorrowedFd<'_>, host: &Path, dirs_only: bool) -> StepResult<bool> {
     let meta = match std::fs::metadata(host) {
         Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
         Err(e) => return Err(StepError::new(format!("inspect {}", host.display()), e)),
     };
     let rel = host.strip_prefix("/").unwrap_or(host);
-    let target = ensure(root, rel, meta.is_dir())?;
-    let src = cstr(&host.to_string_lossy())?;
-    bind(None, &src, true, RDONLY | NOSUID | NODEV, &target, &what)
+    let (file, target) = (!meta.is_dir(), ensure(root, rel, meta.is_dir())?);
+    if !(dirs_only && file) {
+        let src = cstr(&host.to_string_lossy())?;
+        let what = format!("{} read-only", host.display());
+        bind(None, &src, true, RDONLY | NOSUID | NODEV, &target, &what)?;
+    }
+    Ok(file)
 }

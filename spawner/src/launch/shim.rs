@@ -181,8 +181,6 @@ fn launch(
         Placement::CloneInto(_) => Vec::new(),
     };
     let (sync_r, sync_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).at(|| "create the sync pipe")?;
-    // The init's cwd: it finds its mount point there, in its own mount namespace.
-    nix::unistd::chdir(plan.dir.root_mountpoint()).at(|| "enter the job's root mount point")?;
     let (err_r, err_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).at(|| "create the error pipe")?;
     let mut flags = NAMESPACES;
     flags.set(CloneFlags::CLONE_NEWUSER, plan.userns.is_some());

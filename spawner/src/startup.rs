@@ -84,7 +84,7 @@ pub fn run(args: &[String]) -> Result<(), StartError> {
     let mounts: Vec<&Path> = s.allowed_mounts.iter().map(|p| p.as_path()).collect();
     let io_devices = Cgroups::devices_backing(&mounts);
     // Before the factory's fork: it, the shims and the jobs start from this mount namespace.
-    let host_files = rootfs::build_base(&s.allowed_mounts, &base_dir)?;
+    let host_files = rootfs::build_base(&s, &base_dir)?;
     let mut spawner = Spawner {
         output: OutputLink::new(s.output_socket.clone()),
         settings: s,

@@ -6,6 +6,7 @@ mod harness;
 use std::collections::BTreeMap;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::{PermissionsExt, symlink};
+use std::process::Command;
 use std::time::Duration;
 
 use harness::*;
@@ -188,7 +189,18 @@ fn job_lines(h: &Harness, c: &mut Client, script: &str) -> Vec<String> {
 /// The read-only base every job's root is cloned from: built once by the spawner in a mount
 /// namespace of its own, so nothing of it shows on the host; no job can leave anything in it
 /// for the next; an allowed host directory is live in it, and an allowed host file is bound
-/// per job, so a file the host replaces (as resolv.conf is) reaches the next job.
+/// per job, so a file the host replaces (as resolv.conf is) reaches the next job. A host mount
+/// nothing of ours uses is not kept in the spawner's namespace (it would stay busy there after
+/// the host unmounts it, where the host's mounts are not shared).
+/// Removes the test's host directory, unmounting what it mounted there, pass or fail.
+struct HostDir(std::path::PathBuf, std::path::PathBuf);
+impl Drop for HostDir {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.1).status();
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 #[test]
 fn the_base_is_read_only_private_and_host_files_are_bound_per_job() {
     let host = std::path::PathBuf::from(format!("/var/tmp/joblet-base-{}", std::process::id()));
@@ -197,12 +209,22 @@ fn the_base_is_read_only_private_and_host_files_are_bound_per_job() {
     std::fs::set_permissions(&host, std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::write(host.join("file"), "file v1\n").unwrap();
     std::fs::write(host.join("dir/a"), "dir v1\n").unwrap();
+    let unrelated = host.join("unrelated");
+    std::fs::create_dir(&unrelated).unwrap();
+    let guard = HostDir(host.clone(), unrelated.clone());
+    let mut mount = Command::new("mount");
+    mount.args(["-t", "tmpfs", "unrelated"]).arg(&unrelated);
+    assert!(mount.status().unwrap().success());
     let h = Harness::start_with(|s| {
         s.allowed_mounts
             .extend([host.join("file"), host.join("dir")]);
     });
     let mut c = h.client();
     let base = h.settings.state_dir.join("base");
+    let spawner = h.child.as_ref().unwrap().id();
+    let theirs = std::fs::read_to_string(format!("/proc/{spawner}/mountinfo")).unwrap();
+    assert!(theirs.contains(base.to_str().unwrap()), "{theirs}");
+    assert!(!theirs.contains(unrelated.to_str().unwrap()), "{theirs}");
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(
         !mountinfo.contains(base.to_str().unwrap()),
@@ -227,7 +249,8 @@ fn the_base_is_read_only_private_and_host_files_are_bound_per_job() {
     assert_eq!(second[..4], ["file v2", "dir v2", "a", "b"], "second job");
     assert!(!second.iter().any(|l| l.contains("left")), "{second:?}");
     h.finish();
-    std::fs::remove_dir_all(&host).unwrap();
+    drop(guard);
+    assert!(!host.exists(), "the test's host directory is left");
 }
 
 #[test]

@@ -33,10 +33,8 @@ pub(super) fn backing(paths: &[&Path]) -> Vec<(u32, u32)> {
             continue;
         };
         let dev = meta.dev();
-        let (major, minor) = (
-            u32::try_from(nix::sys::stat::major(dev)).unwrap_or(0),
-            u32::try_from(nix::sys::stat::minor(dev)).unwrap_or(0),
-        );
+        let major = u32::try_from(nix::sys::stat::major(dev)).unwrap_or(0);
+        let minor = u32::try_from(nix::sys::stat::minor(dev)).unwrap_or(0);
         if major == 0 {
             continue;
         }

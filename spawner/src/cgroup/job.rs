@@ -50,10 +50,6 @@ impl JobCgroup {
         })
     }
 
-    pub fn job(&self) -> &JobId {
-        &self.job
-    }
-
     fn dir(&self, controller: &str) -> Result<&Path, CgroupError> {
         self.dirs
             .iter()

@@ -48,11 +48,8 @@ pub(super) fn resolve(
     } else {
         default_pids_max
     };
-    let (needs, host_mb, max_pids) = (
-        percent.div_ceil(100),
-        host.memory_bytes / MIB,
-        validate::MAX_PIDS,
-    );
+    let (needs, host_mb) = (percent.div_ceil(100), host.memory_bytes / MIB);
+    let max_pids = validate::MAX_PIDS;
     let no_controller =
         |c: &str| format!("the {c} controller is not available to joblet on this host");
     // Every refusal, in order; the first that applies is the answer.

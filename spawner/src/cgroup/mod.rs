@@ -31,7 +31,7 @@ mod error;
 mod files;
 mod job;
 mod limits;
-mod mountinfo;
+pub(crate) mod mountinfo;
 mod open;
 mod signal;
 

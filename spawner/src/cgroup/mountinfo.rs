@@ -8,7 +8,7 @@ use super::files;
 
 /// One line of `/proc/self/mountinfo`, the fields we use.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct Mount {
+pub(crate) struct Mount {
     /// The directory of the filesystem that is mounted (for cgroups: the cgroup shown at the
     /// mount point, `/` unless a sub-cgroup was bind-mounted or a cgroup namespace is in use).
     pub root: PathBuf,
@@ -39,7 +39,7 @@ pub(super) fn read_memberships() -> Result<Vec<Membership>, CgroupError> {
 
 /// Parses mountinfo; lines that do not have the documented shape are skipped (the kernel
 /// writes this file, but a line we cannot read is no reason to refuse the others).
-pub(super) fn parse_mountinfo(text: &str) -> Vec<Mount> {
+pub(crate) fn parse_mountinfo(text: &str) -> Vec<Mount> {
     text.lines().filter_map(parse_mount_line).collect()
 }
 

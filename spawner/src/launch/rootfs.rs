@@ -39,6 +39,8 @@ use nix::sys::stat::{Mode, fstat};
 use nix::unistd::{Gid, Uid};
 
 use super::mounts::{self, NODEV, NOEXEC, NOSUID, RDONLY, attach, bind, cstr, ensure};
+use joblet_ipc_proto::settings::SpawnerSettings;
+
 use super::{At, LaunchPlan, StepResult};
 use crate::sys;
 
@@ -65,9 +67,9 @@ const READ_ONLY_DIRS: [&CStr; 4] = [c"sys", c"bus", c"fs", c"irq"];
 /// Builds the base (see the module documentation) from the allowed host paths, attached to
 /// `mountpoint` (an empty directory of root's) in a new mount namespace of the calling process,
 /// the spawner, and makes it the working directory, which the factory and every shim inherit
-/// and each job init's new mount namespace maps to its own copy. Returns the allowed host
-/// paths that are files: each job binds those itself.
-pub fn build_base(allowed: &[PathBuf], mountpoint: &Path) -> StepResult<Vec<PathBuf>> {
+/// and each job init's new mount namespace maps to its own copy. Returns the allowed host paths
+/// that are files: each job binds those itself.
+pub fn build_base(s: &SpawnerSettings, mountpoint: &Path) -> StepResult<Vec<PathBuf>> {
     nix::sched::unshare(CloneFlags::CLONE_NEWNS).at(|| "unshare the spawner's mount namespace")?;
     // The host's later mounts still reach us and the jobs; ours never reach the host.
     let slave = MsFlags::MS_REC | MsFlags::MS_SLAVE;
@@ -82,7 +84,7 @@ pub fn build_base(allowed: &[PathBuf], mountpoint: &Path) -> StepResult<Vec<Path
     let umask = nix::sys::stat::umask(Mode::from_bits_truncate(0o022));
     let mut files = Vec::new();
     // Parents before children, so a nested path lands inside its parent's bind.
-    for host in BTreeSet::from_iter(allowed) {
+    for host in BTreeSet::from_iter(&s.allowed_mounts) {
         if mounts::bind_host(root.as_fd(), host, true)? {
             files.push(host.clone());
         }
@@ -96,8 +98,32 @@ pub fn build_base(allowed: &[PathBuf], mountpoint: &Path) -> StepResult<Vec<Path
     // Recursively: device files stay writable on a read-only mount.
     sys::mount_setattr(Some(root.as_fd()), c"", RDONLY, true).at(|| "make the base read-only")?;
     nix::sys::stat::umask(umask);
+    prune(s, &files);
     nix::unistd::fchdir(&root).at(|| "enter the base")?;
     Ok(files)
+}
+
+/// Detaches from our namespace the host mounts that nothing of ours reaches by name (the
+/// spawner's directories and sockets, cgroups, /proc, /dev, the allowed host files) lies in or
+/// under. Ours are copies, which a host `umount` reaches only where the host's mounts are
+/// shared: elsewhere they would keep a host filesystem busy for the spawner's life. And every
+/// job copies them.
+fn prune(s: &SpawnerSettings, files: &[PathBuf]) {
+    let socket_dir = s.output_socket.parent().unwrap_or(Path::new("/"));
+    let mut keep = vec![Path::new("/proc"), Path::new("/dev"), socket_dir];
+    keep.extend([s.cgroup_root.as_path(), s.state_dir.as_path()]);
+    keep.extend(files.iter().map(PathBuf::as_path));
+    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mounts = crate::cgroup::mountinfo::parse_mountinfo(&text);
+    // A mount comes after the one it sits on: the end first.
+    for m in mounts.iter().rev() {
+        let p = m.mount_point.as_path();
+        if !keep.iter().any(|k| k.starts_with(p) || p.starts_with(k))
+            && let Err(e) = nix::mount::umount2(p, MntFlags::MNT_DETACH)
+        {
+            tracing::warn!(mount = %p.display(), error = %e, "cannot detach an unused host mount");
+        }
+    }
 }
 
 /// Adds the job's own mounts to its copy of the base, its working directory, and enters it.
@@ -195,10 +221,6 @@ fn build_dev(root: BorrowedFd<'_>) -> StepResult {
     Ok(())
 }
 
-/// Where the writable space is staged while its views are cloned: the base's /proc, still
-/// empty (proc is mounted there next).
-const STAGING: &CStr = c"proc";
-
 /// One tmpfs of the job's disk size, shown at /work (the job's), /tmp and /dev/shm (1777); its
 /// root, never shown, also holds the generated /etc files ([`write_etc`]).
 ///
@@ -209,7 +231,8 @@ fn build_writable(root: BorrowedFd<'_>, plan: &LaunchPlan) -> StepResult {
     let size = cstr(&format!("{}m", plan.disk_mb))?;
     let options = [(c"size", size.as_c_str()), (c"mode", c"0755")];
     let what = format!("the {} MiB writable space", plan.disk_mb);
-    let target = mounts::open_path(root, STAGING, true).at(|| "open the staging point")?;
+    // Staged at the base's /proc, still empty (proc is mounted there next).
+    let target = mounts::open_path(root, c"proc", true).at(|| "open the staging point")?;
     let staged = new_mount(c"tmpfs", &options, NOSUID | NODEV, &target, &what)?;
     let places: [(&CStr, &str, u32, u64); 3] = [
         (c"work", "work", 0o755, NOSUID | NODEV),
@@ -233,7 +256,7 @@ fn build_writable(root: BorrowedFd<'_>, plan: &LaunchPlan) -> StepResult {
     write_etc(staged.as_fd(), root, plan)?;
     drop(staged);
     // Relative to the cwd, the new root.
-    nix::mount::umount2(STAGING, MntFlags::MNT_DETACH).at(|| "detach the staging mount")
+    nix::mount::umount2("proc", MntFlags::MNT_DETACH).at(|| "detach the staging mount")
 }
 
 /// The generated /etc files: accounts for root, nobody and the job user, the job's name.
@@ -265,12 +288,9 @@ fn write_etc(staged: BorrowedFd<'_>, root: BorrowedFd<'_>, plan: &LaunchPlan) ->
     let flags = OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_CLOEXEC;
     let (mode, ro) = (Mode::from_bits_truncate(0o644), RDONLY | NOSUID | NODEV);
     for (name, content) in etc_files(plan.uid, plan.gid, &plan.hostname) {
-        let (step, path) = (
-            || format!("write /etc/{name}"),
-            cstr(&format!("etc/{name}"))?,
-        );
+        let (step, path) = (|| format!("write /etc/{name}"), format!("etc/{name}"));
         // The base's own directory: no symlink on the way.
-        let target = mounts::open_path(root, &path, false).at(step)?;
+        let target = mounts::open_path(root, &cstr(&path)?, false).at(step)?;
         if fstat(&target).at(step)?.st_dev == base_dev {
             let name = cstr(name)?;
             let file = nix::fcntl::openat(staged, name.as_c_str(), flags, mode).at(step)?;

@@ -322,11 +322,8 @@ fn x32_guard() -> Vec<sock_filter> {
 /// architecture check, so an i386 call with the same number is refused too instead of killed:
 /// these checks only ever refuse, so nothing gets through that way.
 fn refuse_whole(nr: i64, deny: Deny) -> [sock_filter; 2] {
-    let (nr, errno) = (
-        u32::try_from(nr).unwrap_or(u32::MAX),
-        deny.errno().unsigned_abs(),
-    );
-    let errno = libc::SECCOMP_RET_ERRNO | (errno & libc::SECCOMP_RET_DATA);
+    let nr = u32::try_from(nr).unwrap_or(u32::MAX);
+    let errno = libc::SECCOMP_RET_ERRNO | (deny.errno().unsigned_abs() & libc::SECCOMP_RET_DATA);
     [op(JEQ_K, 0, 1, nr), op(RET_K, 0, 0, errno)]
 }
 

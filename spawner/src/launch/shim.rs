@@ -205,10 +205,8 @@ fn launch(
     // Held so that the job's exit does not wait for its forty-odd mounts to be torn down (and
     // for the RCU grace period that follows), which would delay its report; the shim lets go
     // once the exit is recorded. Only a matter of timing: without it, nothing changes.
-    let (ns, flags) = (
-        format!("/proc/{pid}/ns/mnt"),
-        OFlag::O_RDONLY | OFlag::O_CLOEXEC,
-    );
+    let ns = format!("/proc/{pid}/ns/mnt");
+    let flags = OFlag::O_RDONLY | OFlag::O_CLOEXEC;
     let mounts = nix::fcntl::open(ns.as_str(), flags, Mode::empty()).ok();
     drop((sync_r, err_w, stdout, stderr, uploads, cgroups));
     let prepared = prepare_init(plan, pid, &pidfd)

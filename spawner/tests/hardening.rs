@@ -203,7 +203,8 @@ impl Drop for HostDir {
 
 #[test]
 fn the_base_is_read_only_private_and_host_files_are_bound_per_job() {
-    let host = std::path::PathBuf::from(format!("/var/tmp/joblet-base-{}", std::process::id()));
+    // Not under /tmp, which jobs get their own of; /run is writable in the v2 guest too.
+    let host = std::path::PathBuf::from(format!("/run/joblet-base-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&host);
     std::fs::create_dir_all(host.join("dir")).unwrap();
     std::fs::set_permissions(&host, std::fs::Permissions::from_mode(0o755)).unwrap();

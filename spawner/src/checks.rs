@@ -34,10 +34,6 @@ const PROBE_PATIENCE: Duration = Duration::from_secs(30);
 /// The probe's job id (never a real job's: the frontend makes random v4 UUIDs).
 const PROBE_ID: &str = "00000000-0000-4000-8000-000000000000";
 
-fn unsupported(what: impl Into<String>) -> CheckError {
-    CheckError::Unsupported(what.into())
-}
-
 /// Every namespace a job gets exists, and user namespaces may be created when jobs get one.
 pub fn namespaces(userns: bool) -> Result<(), CheckError> {
     let user = userns.then_some("user");
@@ -46,16 +42,17 @@ pub fn namespaces(userns: bool) -> Result<(), CheckError> {
         .chain(user)
     {
         if !std::path::Path::new("/proc/self/ns").join(ns).exists() {
-            return Err(unsupported(format!(
+            return Err(CheckError::Unsupported(format!(
                 "{ns} namespaces (no /proc/self/ns/{ns})"
             )));
         }
     }
     let max = std::fs::read_to_string("/proc/sys/user/max_user_namespaces");
     if userns && max.is_ok_and(|m| m.trim() == "0") {
-        return Err(unsupported(
+        return Err(CheckError::Unsupported(
             "user namespaces are disabled (/proc/sys/user/max_user_namespaces is 0); allow \
-             them or turn jobs' user namespaces off",
+             them or turn jobs' user namespaces off"
+                .into(),
         ));
     }
     Ok(())
@@ -69,7 +66,7 @@ pub fn landlock(setting: Enforcement, abi: Result<u32, LandlockError>) -> Result
             tracing::info!(abi, "Landlock enforced on jobs");
             Ok(true)
         }
-        (Enforcement::Required, Err(e)) => Err(unsupported(format!(
+        (Enforcement::Required, Err(e)) => Err(CheckError::Unsupported(format!(
             "Landlock is required (landlock: Required) but unavailable: {e}"
         ))),
         (Enforcement::BestEffort, Err(e)) => {
@@ -110,7 +107,7 @@ impl Spawner {
         let _ = dir.remove();
         match result? {
             ExitFile::Exited { wait_status: 0, .. } => Ok(()),
-            ExitFile::LaunchFailed { message, .. } => Err(unsupported(message)),
+            ExitFile::LaunchFailed { message, .. } => Err(CheckError::Unsupported(message)),
             ExitFile::Exited { wait_status, .. } => Err(failed(&format!(
                 "the probe's init ended with wait status {wait_status:#x}"
             ))),

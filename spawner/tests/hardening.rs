@@ -193,10 +193,12 @@ fn job_lines(h: &Harness, c: &mut Client, script: &str) -> Vec<String> {
 /// nothing of ours uses is not kept in the spawner's namespace (it would stay busy there after
 /// the host unmounts it, where the host's mounts are not shared).
 /// Removes the test's host directory, unmounting what it mounted there, pass or fail.
-struct HostDir(std::path::PathBuf, std::path::PathBuf);
+struct HostDir(std::path::PathBuf, Vec<std::path::PathBuf>);
 impl Drop for HostDir {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.1).status();
+        for m in &self.1 {
+            let _ = Command::new("umount").arg(m).status();
+        }
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
@@ -210,15 +212,23 @@ fn the_base_is_read_only_private_and_host_files_are_bound_per_job() {
     std::fs::set_permissions(&host, std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::write(host.join("file"), "file v1\n").unwrap();
     std::fs::write(host.join("dir/a"), "dir v1\n").unwrap();
-    let unrelated = host.join("unrelated");
-    std::fs::create_dir(&unrelated).unwrap();
-    let guard = HostDir(host.clone(), unrelated.clone());
-    let mut mount = Command::new("mount");
-    mount.args(["-t", "tmpfs", "unrelated"]).arg(&unrelated);
-    assert!(mount.status().unwrap().success());
+    // A mount nothing of ours uses, and one an allowed file leads into through a symlink (as
+    // systemd's /etc/resolv.conf leads into /run).
+    let (unrelated, elsewhere) = (host.join("unrelated"), host.join("elsewhere"));
+    let guard = HostDir(host.clone(), vec![unrelated.clone(), elsewhere.clone()]);
+    for m in [&unrelated, &elsewhere] {
+        std::fs::create_dir(m).unwrap();
+        let mut mount = Command::new("mount");
+        mount
+            .args(["-t", "tmpfs", "-o", "mode=0755", "test"])
+            .arg(m);
+        assert!(mount.status().unwrap().success());
+    }
+    std::fs::write(elsewhere.join("target"), "linked\n").unwrap();
+    symlink("elsewhere/target", host.join("link")).unwrap();
     let h = Harness::start_with(|s| {
-        s.allowed_mounts
-            .extend([host.join("file"), host.join("dir")]);
+        let allowed = [host.join("file"), host.join("dir"), host.join("link")];
+        s.allowed_mounts.extend(allowed);
     });
     let mut c = h.client();
     let base = h.settings.state_dir.join("base");
@@ -234,12 +244,13 @@ fn the_base_is_read_only_private_and_host_files_are_bound_per_job() {
     let (file, dir) = (host.join("file"), host.join("dir"));
     let script = format!(
         "cat {file} {dir}/a; ls {dir}; for p in /left /dev/left /etc/left {dir}/left; do \
-         touch $p 2>/dev/null && echo wrote $p; done; true",
+         touch $p 2>/dev/null && echo wrote $p; done; cat {link}",
         file = file.display(),
-        dir = dir.display()
+        dir = dir.display(),
+        link = host.join("link").display()
     );
     let first = job_lines(&h, &mut c, &script);
-    assert_eq!(first, ["file v1", "dir v1", "a"], "first job");
+    assert_eq!(first, ["file v1", "dir v1", "a", "linked"], "first job");
     // The host replaces the file (a new inode, as editors and resolvconf do) and changes the
     // directory.
     std::fs::write(host.join("file.new"), "file v2\n").unwrap();

@@ -29,7 +29,7 @@ pub(super) struct Membership {
 pub(super) const MOUNTINFO: &str = "/proc/self/mountinfo";
 pub(super) const SELF_CGROUP: &str = "/proc/self/cgroup";
 
-pub(super) fn read_mounts() -> Result<Vec<Mount>, CgroupError> {
+pub(crate) fn read_mounts() -> Result<Vec<Mount>, CgroupError> {
     Ok(parse_mountinfo(&files::read(Path::new(MOUNTINFO))?))
 }
 
@@ -39,7 +39,7 @@ pub(super) fn read_memberships() -> Result<Vec<Membership>, CgroupError> {
 
 /// Parses mountinfo; lines that do not have the documented shape are skipped (the kernel
 /// writes this file, but a line we cannot read is no reason to refuse the others).
-pub(crate) fn parse_mountinfo(text: &str) -> Vec<Mount> {
+pub(super) fn parse_mountinfo(text: &str) -> Vec<Mount> {
     text.lines().filter_map(parse_mount_line).collect()
 }
 

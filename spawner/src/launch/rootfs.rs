@@ -85,9 +85,7 @@ pub fn build_base(s: &SpawnerSettings, mountpoint: &Path) -> StepResult<Vec<Path
     let mut files = Vec::new();
     // Parents before children, so a nested path lands inside its parent's bind.
     for host in BTreeSet::from_iter(&s.allowed_mounts) {
-        if mounts::bind_host(root.as_fd(), host, true)? {
-            files.push(host.clone());
-        }
+        files.extend(mounts::bind_host(root.as_fd(), host, true)?.then(|| host.clone()));
     }
     build_dev(root.as_fd())?;
     let dirs = ["proc", "work", "tmp", "dev/shm", "dev/pts"].map(|d| (PathBuf::from(d), true));
@@ -109,21 +107,29 @@ pub fn build_base(s: &SpawnerSettings, mountpoint: &Path) -> StepResult<Vec<Path
 /// shared: elsewhere they would keep a host filesystem busy for the spawner's life. And every
 /// job copies them.
 fn prune(s: &SpawnerSettings, files: &[PathBuf]) {
-    let socket_dir = s.output_socket.parent().unwrap_or(Path::new("/"));
-    let mut keep = vec![Path::new("/proc"), Path::new("/dev"), socket_dir];
+    // The persistd socket is reached by name: the mounts it lies in are kept.
+    let mut keep = vec![Path::new("/proc"), Path::new("/dev"), &*s.output_socket];
     keep.extend([s.cgroup_root.as_path(), s.state_dir.as_path()]);
     keep.extend(files.iter().map(PathBuf::as_path));
-    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let mounts = crate::cgroup::mountinfo::parse_mountinfo(&text);
+    let mounts = crate::cgroup::mountinfo::read_mounts().unwrap_or_default();
     // A mount comes after the one it sits on: the end first.
     for m in mounts.iter().rev() {
         let p = m.mount_point.as_path();
-        if !keep.iter().any(|k| k.starts_with(p) || p.starts_with(k))
+        if !keep.iter().any(|k| reaches(k, p))
             && let Err(e) = nix::mount::umount2(p, MntFlags::MNT_DETACH)
         {
             tracing::warn!(mount = %p.display(), error = %e, "cannot detach an unused host mount");
         }
     }
+}
+
+/// Whether the mount at `point` holds, or lies under, `path` or where `path` leads (a symlink,
+/// like `/var/run` or systemd's `/etc/resolv.conf`, may lead into another mount).
+fn reaches(path: &Path, point: &Path) -> bool {
+    let real = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+    [path, &real]
+        .iter()
+        .any(|k| k.starts_with(point) || point.starts_with(k))
 }
 
 /// Adds the job's own mounts to its copy of the base, its working directory, and enters it.

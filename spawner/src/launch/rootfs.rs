@@ -102,8 +102,8 @@ pub fn build_base(s: &SpawnerSettings, mountpoint: &Path) -> StepResult<Vec<Path
 }
 
 /// Detaches from our namespace the host mounts that nothing of ours reaches by name (the
-/// spawner's directories and sockets, cgroups, /proc, /dev, the allowed host files) lies in or
-/// under. Ours are copies, which a host `umount` reaches only where the host's mounts are
+/// spawner's directories and sockets, cgroups, /proc, /dev, the allowed host files), nor where
+/// it leads, lies in or under. Ours are copies, which a host `umount` reaches only where the host's mounts are
 /// shared: elsewhere they would keep a host filesystem busy for the spawner's life. And every
 /// job copies them.
 fn prune(s: &SpawnerSettings, files: &[PathBuf]) {
@@ -111,25 +111,19 @@ fn prune(s: &SpawnerSettings, files: &[PathBuf]) {
     let mut keep = vec![Path::new("/proc"), Path::new("/dev"), &*s.output_socket];
     keep.extend([s.cgroup_root.as_path(), s.state_dir.as_path()]);
     keep.extend(files.iter().map(PathBuf::as_path));
+    // And where each leads: a symlink (`/var/run`, systemd's resolv.conf) may cross mounts.
+    let mut all: Vec<PathBuf> = keep.iter().map(|k| k.to_path_buf()).collect();
+    all.extend(keep.iter().filter_map(|k| k.canonicalize().ok()));
     let mounts = crate::cgroup::mountinfo::read_mounts().unwrap_or_default();
     // A mount comes after the one it sits on: the end first.
     for m in mounts.iter().rev() {
         let p = m.mount_point.as_path();
-        if !keep.iter().any(|k| reaches(k, p))
+        if !all.iter().any(|k| k.starts_with(p) || p.starts_with(k))
             && let Err(e) = nix::mount::umount2(p, MntFlags::MNT_DETACH)
         {
             tracing::warn!(mount = %p.display(), error = %e, "cannot detach an unused host mount");
         }
     }
-}
-
-/// Whether the mount at `point` holds, or lies under, `path` or where `path` leads (a symlink,
-/// like `/var/run` or systemd's `/etc/resolv.conf`, may lead into another mount).
-fn reaches(path: &Path, point: &Path) -> bool {
-    let real = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
-    [path, &real]
-        .iter()
-        .any(|k| k.starts_with(point) || point.starts_with(k))
 }
 
 /// Adds the job's own mounts to its copy of the base, its working directory, and enters it.

@@ -157,7 +157,7 @@ impl Spawner {
         let (s, spec) = (&self.settings, &launch.spec);
         LaunchPlan {
             dir: JobDir::new(&self.jobs_dir, job),
-            allowed_mounts: self.host_files.clone(),
+            host_files: self.host_files.clone(),
             disk_mb: match spec.limits.disk_mb {
                 0 => s.default_disk_mb,
                 mb => mb,

@@ -60,7 +60,7 @@ pub const PIPE_SIZE: i32 = 1 << 20;
 pub struct LaunchPlan {
     pub dir: JobDir,
     /// The allowed host paths that are files (the directories are in the base, see [`rootfs`]).
-    pub allowed_mounts: Vec<PathBuf>,
+    pub host_files: Vec<PathBuf>,
     /// Size of the writable space (/work, /tmp, /dev/shm together), MiB.
     pub disk_mb: u64,
     /// The job's uid and gid: inside its user namespace when it has one, else host ids.

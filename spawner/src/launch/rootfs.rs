@@ -127,7 +127,7 @@ fn prune(s: &SpawnerSettings, files: &[PathBuf]) {
 }
 
 /// Adds the job's own mounts to its copy of the base, its working directory, and enters it.
-/// `plan.allowed_mounts` holds the allowed host files only ([`build_base`]).
+/// `plan.host_files`: the allowed host paths that are files ([`build_base`]).
 pub(super) fn build(plan: &LaunchPlan) -> StepResult {
     let private = MsFlags::MS_REC | MsFlags::MS_PRIVATE;
     nix::mount::mount(None::<&str>, "/", None::<&str>, private, None::<&str>)
@@ -139,7 +139,7 @@ pub(super) fn build(plan: &LaunchPlan) -> StepResult {
     attach(&root, &base, "the job's copy of the base")?;
     // Every later step works from this fd (and from the cwd), never through a host path.
     nix::unistd::fchdir(&root).at(|| "enter the job's copy of the base")?;
-    for host in &plan.allowed_mounts {
+    for host in &plan.host_files {
         mounts::bind_host(root.as_fd(), host, false)?;
     }
     build_writable(root.as_fd(), plan)?;

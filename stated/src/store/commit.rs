@@ -2,18 +2,20 @@
 //!
 //! A durable commit costs an fsync (milliseconds), a write itself microseconds. So the writer
 //! takes the first waiting write, then everything else already queued (up to [`MAX_BATCH`]),
-//! applies them in queue order in one write transaction, commits once, and only then answers
-//! each. Under load the cost of the fsync is shared by the whole batch; alone, a write waits
-//! for just its own commit. No write is ever acknowledged before it is durable.
+//! applies them in queue order in one write transaction, makes what they changed durable with
+//! one journal append ([`super::journal`]), commits, and only then answers each. Under load the
+//! cost of the sync is shared by the whole batch; alone, a write waits for just its own. No
+//! write is ever acknowledged, nor seen by a reader, before it is durable.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use redb::Database;
+use redb::{Database, Durability};
 use tokio::sync::{mpsc, oneshot};
 
+use super::journal::Journal;
 use super::write::{self, WriteOp};
 use super::{JOBS, OpenError, StoreError};
 
@@ -35,6 +37,7 @@ pub struct CommitStats {
     commits: AtomicU64,
     writes: AtomicU64,
     failed_batches: AtomicU64,
+    checkpoints: AtomicU64,
 }
 
 impl CommitStats {
@@ -49,6 +52,10 @@ impl CommitStats {
     /// Batches lost to a storage failure (every write in them was answered with an error).
     pub fn failed_batches(&self) -> u64 {
         self.failed_batches.load(Ordering::Relaxed)
+    }
+    /// Durable redb commits that emptied the journal, the one at start excluded.
+    pub fn checkpoints(&self) -> u64 {
+        self.checkpoints.load(Ordering::Relaxed)
     }
 }
 
@@ -104,18 +111,21 @@ impl WriterThread {
     }
 }
 
-pub(super) fn start(db: Arc<Database>) -> Result<(Committer, WriterThread), OpenError> {
+pub(super) fn start(
+    db: Arc<Database>,
+    journal: Journal,
+) -> Result<(Committer, WriterThread), OpenError> {
     let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
     let stats = Arc::new(CommitStats::default());
     let thread_stats = stats.clone();
     let handle = std::thread::Builder::new()
         .name("stated-writer".into())
-        .spawn(move || run(&db, rx, &thread_stats))
+        .spawn(move || run(&db, journal, rx, &thread_stats))
         .map_err(OpenError::Writer)?;
     Ok((Committer { tx, stats }, WriterThread(handle)))
 }
 
-fn run(db: &Database, mut rx: mpsc::Receiver<Request>, stats: &CommitStats) {
+fn run(db: &Database, mut journal: Journal, mut rx: mpsc::Receiver<Request>, stats: &CommitStats) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
@@ -127,20 +137,37 @@ fn run(db: &Database, mut rx: mpsc::Receiver<Request>, stats: &CommitStats) {
         }
         let (ops, replies): (Vec<WriteOp>, Vec<oneshot::Sender<Reply>>) =
             batch.drain(..).map(|r| (r.op, r.reply)).unzip();
-        for (reply, result) in replies.into_iter().zip(commit_batch(db, ops, stats)) {
+        let Some(results) = commit_batch(db, &mut journal, ops, stats) else {
+            // Dropping the replies answers each with WriterStopped; the daemon stops.
+            return;
+        };
+        for (reply, result) in replies.into_iter().zip(results) {
             // A client that went away no longer wants its answer; the write stands.
             let _ = reply.send(result);
         }
+    }
+    // A clean stop leaves nothing to replay: the database alone is the state.
+    let txn = db
+        .begin_write()
+        .map_err(|e| StoreError::storage("write transaction", e));
+    if let Err(e) = txn.and_then(|txn| journal.checkpoint(txn)) {
+        tracing::warn!(error = %e, "no checkpoint at stop; the next start replays the journal");
     }
     tracing::debug!("writer stopped: no store handle left");
 }
 
 /// Applies and commits one batch; answers every write with its own result, or all of them
-/// with the storage error that lost the batch.
-fn commit_batch(db: &Database, ops: Vec<WriteOp>, stats: &CommitStats) -> Vec<Reply> {
+/// with the storage error that lost the batch. `None` when the writer must stop: a failed
+/// batch may have left a frame in the journal, and only a checkpoint can make it dead.
+fn commit_batch(
+    db: &Database,
+    journal: &mut Journal,
+    ops: Vec<WriteOp>,
+    stats: &CommitStats,
+) -> Option<Vec<Reply>> {
     let count = ops.len();
     let started = Instant::now();
-    match try_commit(db, ops) {
+    match try_commit(db, journal, ops, stats) {
         Ok(results) => {
             stats.commits.fetch_add(1, Ordering::Relaxed);
             stats.writes.fetch_add(count as u64, Ordering::Relaxed);
@@ -149,21 +176,34 @@ fn commit_batch(db: &Database, ops: Vec<WriteOp>, stats: &CommitStats) -> Vec<Re
                 micros = started.elapsed().as_micros() as u64,
                 "group commit"
             );
-            results
+            Some(results)
         }
         Err(e) => {
             stats.failed_batches.fetch_add(1, Ordering::Relaxed);
             tracing::error!(writes = count, error = %e, "batch failed; none of its writes was saved");
-            vec![Err(e); count]
+            let txn = db
+                .begin_write()
+                .map_err(|e| StoreError::storage("write transaction", e));
+            if let Err(e) = txn.and_then(|txn| journal.checkpoint(txn)) {
+                tracing::error!(error = %e, "cannot checkpoint after a failed batch; the writer stops");
+                return None;
+            }
+            Some(vec![Err(e); count])
         }
     }
 }
 
-fn try_commit(db: &Database, ops: Vec<WriteOp>) -> Result<Vec<Reply>, StoreError> {
-    let txn = db
+fn try_commit(
+    db: &Database,
+    journal: &mut Journal,
+    ops: Vec<WriteOp>,
+    stats: &CommitStats,
+) -> Result<Vec<Reply>, StoreError> {
+    let mut txn = db
         .begin_write()
         .map_err(|e| StoreError::storage("write transaction", e))?;
     let mut results = Vec::with_capacity(ops.len());
+    let mut changes = Vec::new();
     {
         let mut table = txn
             .open_table(JOBS)
@@ -172,10 +212,27 @@ fn try_commit(db: &Database, ops: Vec<WriteOp>) -> Result<Vec<Reply>, StoreError
             match write::apply(&mut table, op) {
                 // The transaction may be half-changed: drop it (which aborts it) and fail all.
                 Err(e @ StoreError::Storage { .. }) => return Err(e),
-                other => results.push(other),
+                Ok(change) => {
+                    changes.extend(change);
+                    results.push(Ok(()));
+                }
+                Err(refused) => results.push(Err(refused)),
             }
         }
     }
-    txn.commit().map_err(|e| StoreError::storage("commit", e))?;
+    if changes.is_empty() {
+        // Every write was refused or changed nothing: dropping the transaction aborts it.
+        return Ok(results);
+    }
+    let frame = journal.frame(&changes)?;
+    if journal.fits(&frame) {
+        txn.set_durability(Durability::None)
+            .map_err(|e| StoreError::storage("commit", e))?;
+        journal.append(&frame)?;
+        txn.commit().map_err(|e| StoreError::storage("commit", e))?;
+    } else {
+        journal.checkpoint(txn)?;
+        stats.checkpoints.fetch_add(1, Ordering::Relaxed);
+    }
     Ok(results)
 }

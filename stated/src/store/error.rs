@@ -119,8 +119,15 @@ pub enum OpenError {
         path: PathBuf,
         source: redb::DatabaseError,
     },
-    #[error("cannot prepare the database tables: {0}")]
+    #[error("cannot prepare the database: {0}")]
     Tables(StoreError),
+    #[error("cannot read or write the journal {path}: {source}")]
+    Journal {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the journal {path} cannot be used: {reason}")]
+    JournalFrame { path: PathBuf, reason: String },
     #[error("cannot start the writer thread: {0}")]
     Writer(std::io::Error),
 }

@@ -69,8 +69,8 @@ fn private_dir(dir: &Path) -> Result<(), OpenError> {
     Ok(())
 }
 
-/// Opens the database file without following a symlink, creating it 0600.
-fn private_file(path: &Path) -> Result<File, OpenError> {
+/// Opens a file of the store without following a symlink, creating it 0600.
+pub(super) fn private_file(path: &Path) -> Result<File, OpenError> {
     let file = OpenOptions::new()
         .read(true)
         .write(true)

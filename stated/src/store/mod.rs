@@ -1,14 +1,15 @@
-//! The job records in an embedded redb database.
+//! The job records in an embedded redb database, with a write-ahead journal beside it.
 //!
 //! One table maps the job id (its text, so redb's byte order is id order) to the postcard
 //! encoding of its [`JobRecord`]. Reads run in their own read transactions, concurrently with
 //! each other and with the writer. Every write goes through one writer thread ([`commit`]),
 //! which applies all the writes waiting at that moment in one write transaction and makes
-//! them durable with a single commit (group commit).
+//! them durable with a single append to the [`journal`] (group commit).
 
 mod commit;
 mod error;
 mod file;
+mod journal;
 mod read;
 mod record;
 mod write;
@@ -44,13 +45,19 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (or creates) the database at `path`, and starts the writer thread. The caller
-    /// joins the [`WriterThread`] after dropping every `Store` clone, which closes the
-    /// database cleanly.
+    /// Opens (or creates) the database at `path` and its journal, replays what the journal
+    /// holds of an unclean stop, and starts the writer thread. The caller joins the
+    /// [`WriterThread`] after dropping every `Store` clone, which closes the database cleanly.
     pub fn open(path: &Path) -> Result<(Store, WriterThread), OpenError> {
         let db = Arc::new(file::open_database(path)?);
-        write::create_tables(&db)?;
-        let (writer, thread) = commit::start(db.clone())?;
+        let journal_path = journal::path_for(path);
+        let file = file::private_file(&journal_path)?;
+        let (journal, replayed) = journal::Journal::recover(&db, file, &journal_path)?;
+        if replayed > 0 {
+            tracing::info!(frames = replayed, journal = %journal_path.display(),
+                "replayed the journal of an unclean stop");
+        }
+        let (writer, thread) = commit::start(db.clone(), journal)?;
         Ok((Store { db, writer }, thread))
     }
 

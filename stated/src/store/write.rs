@@ -2,10 +2,11 @@
 //! writes, so a refused write leaves the transaction exactly as it found it.
 
 use joblet_ipc_proto::job::{JobId, JobOutcome, JobRecord, JobState};
-use redb::{Database, ReadableTable, Table};
+use redb::{ReadableTable, Table};
 
-use super::{JOBS, StoreError, record};
-use crate::machine::{self, Change};
+use super::journal::Change;
+use super::{StoreError, record};
+use crate::machine::{self, Change as Moved};
 
 /// A write request, as the writer thread applies it.
 #[derive(Debug, Clone)]
@@ -32,18 +33,8 @@ impl WriteOp {
 
 pub(super) type JobsTable<'txn> = Table<'txn, &'static str, &'static [u8]>;
 
-/// Creates the tables on a new database, so readers always find them.
-pub(super) fn create_tables(db: &Database) -> Result<(), StoreError> {
-    let txn = db
-        .begin_write()
-        .map_err(|e| StoreError::storage("write transaction", e))?;
-    txn.open_table(JOBS)
-        .map_err(|e| StoreError::storage("creating the jobs table", e))?;
-    txn.commit().map_err(|e| StoreError::storage("commit", e))
-}
-
-/// Applies one write to the open table.
-pub(super) fn apply(table: &mut JobsTable<'_>, op: WriteOp) -> Result<(), StoreError> {
+/// Applies one write to the open table; returns what it changed, for the journal.
+pub(super) fn apply(table: &mut JobsTable<'_>, op: WriteOp) -> Result<Option<Change>, StoreError> {
     match op {
         WriteOp::Create(record) => create(table, *record),
         WriteOp::Transition {
@@ -64,14 +55,15 @@ fn load(table: &JobsTable<'_>, job: &JobId) -> Result<JobRecord, StoreError> {
     record::decode(job.as_str(), value.value())
 }
 
-fn store(table: &mut JobsTable<'_>, record: &JobRecord, bytes: &[u8]) -> Result<(), StoreError> {
+fn store(table: &mut JobsTable<'_>, record: &JobRecord) -> Result<Option<Change>, StoreError> {
+    let bytes = record::encode(record)?;
     table
-        .insert(record.id.as_str(), bytes)
+        .insert(record.id.as_str(), bytes.as_slice())
         .map_err(|e| StoreError::storage("insert", e))?;
-    Ok(())
+    Ok(Some(Change::Put(record.id.as_str().to_owned(), bytes)))
 }
 
-fn create(table: &mut JobsTable<'_>, record: JobRecord) -> Result<(), StoreError> {
+fn create(table: &mut JobsTable<'_>, record: JobRecord) -> Result<Option<Change>, StoreError> {
     machine::check_new(&record)?;
     let exists = table
         .get(record.id.as_str())
@@ -80,8 +72,7 @@ fn create(table: &mut JobsTable<'_>, record: JobRecord) -> Result<(), StoreError
     if exists {
         return Err(StoreError::AlreadyExists(record.id));
     }
-    let bytes = record::encode(&record)?;
-    store(table, &record, &bytes)
+    store(table, &record)
 }
 
 fn transition(
@@ -90,18 +81,15 @@ fn transition(
     to: JobState,
     at_ns: u64,
     outcome: Option<JobOutcome>,
-) -> Result<(), StoreError> {
+) -> Result<Option<Change>, StoreError> {
     let mut record = load(table, job)?;
     match machine::transition(&mut record, to, at_ns, outcome)? {
-        Change::AlreadyThere => Ok(()),
-        Change::Moved => {
-            let bytes = record::encode(&record)?;
-            store(table, &record, &bytes)
-        }
+        Moved::AlreadyThere => Ok(None),
+        Moved::Moved => store(table, &record),
     }
 }
 
-fn delete(table: &mut JobsTable<'_>, job: &JobId) -> Result<(), StoreError> {
+fn delete(table: &mut JobsTable<'_>, job: &JobId) -> Result<Option<Change>, StoreError> {
     let record = load(table, job)?;
     if !record.state.is_terminal() {
         return Err(StoreError::NotFinished {
@@ -112,5 +100,5 @@ fn delete(table: &mut JobsTable<'_>, job: &JobId) -> Result<(), StoreError> {
     table
         .remove(job.as_str())
         .map_err(|e| StoreError::storage("remove", e))?;
-    Ok(())
+    Ok(Some(Change::Remove(job.as_str().to_owned())))
 }

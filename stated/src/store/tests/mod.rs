@@ -1,6 +1,7 @@
 //! The store on a real redb file in a temporary directory.
 
 mod durability;
+mod journal;
 mod list;
 
 use std::collections::HashSet;

@@ -99,6 +99,11 @@ impl Journal {
                 .open_table(JOBS)
                 .map_err(|e| StoreError::storage("opening the jobs table", e))?;
             let live = live_epoch(&txn)?;
+            if live.is_some() && bytes.is_empty() {
+                // Only a journal removed by hand is empty once the database has an epoch.
+                tracing::warn!(journal = %path.display(), "the journal was missing: if the \
+                    last stop was not clean, writes acknowledged since its last checkpoint are lost");
+            }
             let frames = live.map(|epoch| frames(&bytes, epoch)).unwrap_or_default();
             let replayed = frames.len();
             for changes in frames {

@@ -7,18 +7,7 @@ use super::*;
 async fn everything_survives_a_reopen() {
     let db = TestDb::new();
     let (store, writer) = db.open();
-    for n in 0..50 {
-        store
-            .write(WriteOp::Create(Box::new(record(n, JobState::Initializing))))
-            .await
-            .unwrap();
-        if n % 2 == 0 {
-            store
-                .write(move_to(&id(n), JobState::Running, 100 + n, None))
-                .await
-                .unwrap();
-        }
-    }
+    create_half_running(&store, 50).await;
     store
         .write(move_to(
             &id(0),

@@ -16,18 +16,7 @@ async fn crash_child() {
         return;
     };
     let (store, _writer) = Store::open(Path::new(&path)).unwrap();
-    for n in 0..WRITES {
-        store
-            .write(WriteOp::Create(Box::new(record(n, JobState::Initializing))))
-            .await
-            .unwrap();
-        if n % 2 == 0 {
-            store
-                .write(move_to(&id(n), JobState::Running, 100 + n, None))
-                .await
-                .unwrap();
-        }
-    }
+    create_half_running(&store, WRITES).await;
     store.write(WriteOp::Delete(id(0))).await.unwrap_err();
     let me = nix::unistd::getpid();
     nix::sys::signal::kill(me, nix::sys::signal::Signal::SIGKILL).unwrap();

@@ -84,6 +84,22 @@ impl TestDb {
     }
 }
 
+/// Creates jobs `0..count` and moves the even ones to RUNNING (started at `100 + n`).
+pub(super) async fn create_half_running(store: &Store, count: u64) {
+    for n in 0..count {
+        store
+            .write(WriteOp::Create(Box::new(record(n, JobState::Initializing))))
+            .await
+            .unwrap();
+        if n % 2 == 0 {
+            store
+                .write(move_to(&id(n), JobState::Running, 100 + n, None))
+                .await
+                .unwrap();
+        }
+    }
+}
+
 /// Closes the store as the daemon does: every handle dropped, then the writer joined.
 pub(super) fn close(store: Store, writer: WriterThread) {
     drop(store);

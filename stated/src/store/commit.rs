@@ -147,10 +147,7 @@ fn run(db: &Database, mut journal: Journal, mut rx: mpsc::Receiver<Request>, sta
         }
     }
     // A clean stop leaves nothing to replay: the database alone is the state.
-    let txn = db
-        .begin_write()
-        .map_err(|e| StoreError::storage("write transaction", e));
-    if let Err(e) = txn.and_then(|txn| journal.checkpoint(txn)) {
+    if let Err(e) = journal.checkpoint_alone(db) {
         tracing::warn!(error = %e, "no checkpoint at stop; the next start replays the journal");
     }
     tracing::debug!("writer stopped: no store handle left");
@@ -158,7 +155,10 @@ fn run(db: &Database, mut journal: Journal, mut rx: mpsc::Receiver<Request>, sta
 
 /// Applies and commits one batch; answers every write with its own result, or all of them
 /// with the storage error that lost the batch. `None` when the writer must stop: a failed
-/// batch may have left a frame in the journal, and only a checkpoint can make it dead.
+/// batch may have left a frame in the journal, and only a checkpoint can make it dead. Its
+/// writes are then answered `WriterStopped`, an unknown outcome (the next start may replay
+/// them), as for any write in flight when the daemon dies; redb refuses every transaction
+/// after an I/O error until it is reopened, so that is what a storage failure comes to.
 fn commit_batch(
     db: &Database,
     journal: &mut Journal,
@@ -181,10 +181,7 @@ fn commit_batch(
         Err(e) => {
             stats.failed_batches.fetch_add(1, Ordering::Relaxed);
             tracing::error!(writes = count, error = %e, "batch failed; none of its writes was saved");
-            let txn = db
-                .begin_write()
-                .map_err(|e| StoreError::storage("write transaction", e));
-            if let Err(e) = txn.and_then(|txn| journal.checkpoint(txn)) {
+            if let Err(e) = journal.checkpoint_alone(db) {
                 tracing::error!(error = %e, "cannot checkpoint after a failed batch; the writer stops");
                 return None;
             }

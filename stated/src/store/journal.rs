@@ -7,8 +7,9 @@
 //! the batch durable by first appending what it changed, the new value of every key it wrote
 //! or removed, to this journal. A *checkpoint* is an ordinary durable redb commit that also
 //! records a fresh epoch: every frame of the previous epoch is then dead, and the journal is
-//! written again from its start. A checkpoint happens at every start and whenever the next
-//! frame would not fit.
+//! written again from its start. A checkpoint happens at every start, at a clean stop,
+//! whenever the next frame would not fit, and after a failed batch (whose frame may be on
+//! disk, and must never be replayed).
 //!
 //! At start the frames of the epoch redb holds are replayed, in order, onto redb's last
 //! durable state. Replaying is idempotent: each change is a whole new value or a removal, so
@@ -166,10 +167,7 @@ impl Journal {
     pub(super) fn checkpoint(&mut self, mut txn: WriteTransaction) -> Result<(), StoreError> {
         let epoch = fresh_epoch(self.epoch);
         txn.set_durability(redb::Durability::Immediate)
-            .map_err(|e| StoreError::Storage {
-                step: "checkpoint",
-                reason: e.to_string(),
-            })?;
+            .map_err(|e| StoreError::storage("checkpoint", e))?;
         meta_table(&txn)?
             .insert(EPOCH_KEY, epoch)
             .map_err(|e| StoreError::storage("recording the journal epoch", e))?;
@@ -178,6 +176,14 @@ impl Journal {
         self.epoch = epoch;
         self.end = 0;
         Ok(())
+    }
+
+    /// A checkpoint with no other change in it.
+    pub(super) fn checkpoint_alone(&mut self, db: &redb::Database) -> Result<(), StoreError> {
+        let txn = db
+            .begin_write()
+            .map_err(|e| StoreError::storage("write transaction", e))?;
+        self.checkpoint(txn)
     }
 
     /// Makes the file `CAPACITY` bytes of zeros, durably.

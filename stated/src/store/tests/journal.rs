@@ -116,3 +116,95 @@ fn refuses_a_journal_that_is_a_symlink_or_too_large() {
     assert!(matches!(err, OpenError::JournalFrame { .. }), "{err}");
     assert!(err.to_string().contains("larger than"), "{err}");
 }
+
+/// A tmpfs of our own under a temporary directory, unmounted however the test ends.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(size: &str) -> SmallDisk {
+        let dir = tempfile::tempdir().unwrap();
+        let mounted = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
+            .arg(dir.path())
+            .status()
+            .unwrap();
+        assert!(mounted.success(), "mount tmpfs: {mounted}");
+        SmallDisk { dir }
+    }
+
+    fn grow(&self, size: &str) {
+        let grown = Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(self.dir.path())
+            .status()
+            .unwrap();
+        assert!(grown.success(), "remount: {grown}");
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.dir.path()).status();
+    }
+}
+
+/// redb latches an I/O error until the database is reopened, so the checkpoint after the
+/// failed batch fails too and the writer stops. A write answered with a storage error was not
+/// applied; the one answered "writer stopped" may have been (its frame may be in the journal),
+/// as any write in flight when a daemon dies.
+#[tokio::test]
+async fn a_full_disk_stops_the_writer_and_keeps_every_acknowledged_write() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: mounting a small tmpfs needs root (CI runs as root)");
+        return;
+    }
+    let disk = SmallDisk::mount("3m");
+    let path = disk.dir.path().join("state").join("jobs.redb");
+    let (store, writer) = Store::open(&path).unwrap();
+    let big = |n: u64| {
+        let mut r = record(n, JobState::Initializing);
+        r.spec.args.push("x".repeat(8000));
+        r
+    };
+    let mut acknowledged = 0;
+    let failure = loop {
+        assert!(acknowledged < 2_000, "3 MiB never filled up");
+        match store
+            .write(WriteOp::Create(Box::new(big(acknowledged))))
+            .await
+        {
+            Ok(()) => acknowledged += 1,
+            Err(e) => break e,
+        }
+    };
+    assert!(acknowledged > 0);
+    let unanswered = match failure {
+        StoreError::WriterStopped => 1,
+        StoreError::Storage { .. } => 0,
+        other => panic!("a full disk must fail as storage, not as {other}"),
+    };
+    let after = store.write(WriteOp::Delete(id(0))).await.unwrap_err();
+    assert_eq!(after, StoreError::WriterStopped, "the writer stopped");
+    drop(store);
+    writer.join().unwrap();
+
+    disk.grow("64m");
+    let (store, writer) = Store::open(&path).unwrap();
+    let ids: Vec<_> = list::list_all(&store).0.into_iter().map(|r| r.id).collect();
+    let expected: Vec<_> = (0..acknowledged).map(id).collect();
+    assert_eq!(ids[..expected.len()], expected, "every acknowledged create");
+    assert!(ids.len() - expected.len() <= unanswered, "{ids:?}");
+    store
+        .write(WriteOp::Create(Box::new(big(acknowledged + 1))))
+        .await
+        .unwrap();
+    close(store, writer);
+}

@@ -3,6 +3,23 @@
 use std::{os::unix::fs::MetadataExt, path::Path};
 
 use super::device_bpf::{self, ACC_MKNOD, ACC_READ, ACC_WRITE, DeviceKind};
+use super::{error::CgroupError, files};
+
+/// v1: puts the job device policy on our base in the devices hierarchy, before any job cgroup
+/// is made under it: the kernel creates each child with a copy of its parent's list, so every
+/// job's starts with exactly this one (jobs cannot write theirs). Left alone when already in
+/// force (a restart): the kernel refuses to reset (`a`) the list of a cgroup with children.
+pub(super) fn restrict_v1(base: &Path) -> Result<(), CgroupError> {
+    // The kernel lists the rules in the order they were added, as we add them.
+    let in_force = files::read(&base.join("devices.list"))?;
+    if !in_force.lines().eq(v1_allow_list()) {
+        files::write(&base.join("devices.deny"), "a")?;
+        for rule in v1_allow_list() {
+            files::write(&base.join("devices.allow"), &rule)?;
+        }
+    }
+    Ok(())
+}
 
 /// The v1 devices-controller rules for the job's devices: the same table as the v2 device
 /// program ([`device_bpf::ALLOWED`]), so both drivers allow exactly the nodes of the job's `/dev`.

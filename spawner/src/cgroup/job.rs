@@ -11,7 +11,7 @@ use joblet_ipc_proto::{channel::output::CgroupDir, job::JobId, settings::CgroupM
 use nix::sys::signal::Signal;
 
 use super::error::{CgroupError, io_error, missing};
-use super::{CPU_PERIOD_US, KILL_PATIENCE, ResolvedLimits, device_bpf, devices, files, signal};
+use super::{CPU_PERIOD_US, KILL_PATIENCE, ResolvedLimits, device_bpf, files, signal};
 
 /// How long a v1 freeze may take before we signal anyway (tasks in uninterruptible sleep can
 /// hold a cgroup in FREEZING).
@@ -63,27 +63,18 @@ impl JobCgroup {
         files::write(&self.dir(controller)?.join(file), value)
     }
 
-    /// Every limit, swap off, and the device policy.
+    /// Every limit, swap off, and on v2 the device program (v1: the base's policy, inherited).
     pub(super) fn apply(&self, l: &ResolvedLimits) -> Result<(), CgroupError> {
         let cpus = l.cpus.iter().map(u32::to_string).collect::<Vec<_>>();
         let cpus = cpus.join(",");
         let memory = l.memory_bytes.to_string();
         self.set("pids", "pids.max", &l.pids_max.to_string())?;
+        if !cpus.is_empty() {
+            // On v1 the new cpuset has the base's CPUs and memory nodes (`clone_children`).
+            self.set("cpuset", "cpuset.cpus", &cpus)?;
+        }
         match self.mode {
             CgroupMode::V1 => {
-                self.set("devices", "devices.deny", "a")?;
-                for rule in devices::v1_allow_list() {
-                    self.set("devices", "devices.allow", &rule)?;
-                }
-                if let Ok(dir) = self.dir("cpuset") {
-                    // A new v1 cpuset takes no task until it has CPUs and memory nodes.
-                    let parent = dir.parent().unwrap_or(dir);
-                    let inherited = |f: &str| files::read(&parent.join(f));
-                    self.set("cpuset", "cpuset.mems", inherited("cpuset.mems")?.trim())?;
-                    let all = inherited("cpuset.cpus")?;
-                    let cpus = if cpus.is_empty() { all.trim() } else { &cpus };
-                    self.set("cpuset", "cpuset.cpus", cpus)?;
-                }
                 if let Some(quota) = l.cpu_quota_us() {
                     self.set("cpu", "cpu.cfs_period_us", &CPU_PERIOD_US.to_string())?;
                     self.set("cpu", "cpu.cfs_quota_us", &quota.to_string())?;
@@ -104,9 +95,6 @@ impl JobCgroup {
             CgroupMode::V2 => {
                 if let Some(quota) = l.cpu_quota_us() {
                     self.set("cpu", "cpu.max", &format!("{quota} {CPU_PERIOD_US}"))?;
-                }
-                if !cpus.is_empty() {
-                    self.set("cpuset", "cpuset.cpus", &cpus)?;
                 }
                 if l.memory_bytes > 0 {
                     self.set("memory", "memory.max", &memory)?;

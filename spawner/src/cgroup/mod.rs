@@ -15,7 +15,10 @@
 //! pids. Optional: cpuset and blkio (v1) / io (v2); without them [`Cgroups::resolve`] refuses
 //! pinned cores and io limits.
 //!
-//! Devices: v1 has the devices controller (an allow-list written at creation); v2 has none, so
+//! Devices: v1 has the devices controller: the allow-list is written once, on our base, and
+//! the kernel copies a parent's list into every cgroup made under it, so each job's starts
+//! with it (as, with `clone_children`, each job's v1 cpuset starts with the base's CPUs and
+//! memory nodes): no file to write per job for either. v2 has none, so
 //! [`device_bpf`] attaches a `BPF_PROG_TYPE_CGROUP_DEVICE` program with the same list to every
 //! job cgroup when it is created, before any job process enters it. Both allow exactly the
 //! nodes of the job's `/dev`.

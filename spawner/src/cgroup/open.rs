@@ -8,7 +8,7 @@ use joblet_ipc_proto::settings::CgroupMode;
 use super::error::{CgroupError, missing};
 use super::limits::Capabilities;
 use super::mountinfo::{self, Membership, Mount};
-use super::{Hierarchy, HostResources, files};
+use super::{Hierarchy, HostResources, devices, files};
 
 type Opened = (Vec<Hierarchy>, HostResources, Capabilities);
 
@@ -172,14 +172,19 @@ fn prepare(
         }
     }
     let find = |c| hierarchies.iter().find(|h| h.controllers.contains(&c));
+    if let (CgroupMode::V1, Some(h)) = (mode, find("devices")) {
+        devices::restrict_v1(&h.base)?;
+    }
     let cpuset = find("cpuset");
     if let (CgroupMode::V1, Some(h)) = (mode, cpuset) {
-        // A new v1 cpuset has no CPUs and no memory nodes, and takes no task until it has both.
+        // A new v1 cpuset has no CPUs and no memory nodes, and takes no task until it has both;
+        // with `clone_children` the kernel copies the base's into each job's cpuset.
         for file in ["cpuset.cpus", "cpuset.mems"] {
             if files::read(&h.base.join(file))?.trim().is_empty() {
                 files::write(&h.base.join(file), files::read(&h.own.join(file))?.trim())?;
             }
         }
+        files::write(&h.base.join("cgroup.clone_children"), "1")?;
     }
     // The same facts, in each mode's files.
     #[rustfmt::skip]

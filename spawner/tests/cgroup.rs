@@ -723,3 +723,24 @@ fn v2_open_moves_our_processes_to_a_leaf_first() {
         assert!(control.contains(c), "{control}");
     }
 }
+
+/// What making and removing one job's cgroup costs the spawner (no assertion on it: a
+/// figure for BENCHMARKS.md). Limits as an unlimited job's: pids only.
+#[test]
+fn create_and_remove_cost() {
+    let Some(fx) = Fixture::new() else { return };
+    let l = limits(|_| {});
+    let (runs, mut took) = (300, Vec::new());
+    for _ in 0..runs {
+        let start = Instant::now();
+        let job = fx.cg.create(&new_job_id(), &l).unwrap();
+        job.remove().unwrap();
+        took.push(start.elapsed().as_micros());
+    }
+    took.sort_unstable();
+    eprintln!(
+        "MEASURED create + remove of a job cgroup: median {} µs, p90 {} µs over {runs}",
+        took[runs / 2],
+        took[runs * 9 / 10]
+    );
+}

@@ -219,6 +219,13 @@ fn job_metrics_stream_over_sse() {
         assert!(m["timestamp"].as_i64().is_some_and(|t| t > 0), "{m}");
         assert!(m["memory_bytes"].as_i64().is_some(), "{m}");
     }
+    // Read from the job's own cgroup by persistd, which runs unprivileged: a counter it
+    // could not read would be 0 in every sample.
+    let used = |m: &serde_json::Value| m["memory_bytes"].as_i64().is_some_and(|b| b > 0);
+    assert!(
+        samples.iter().any(used),
+        "no sample saw memory in use: {samples:?}"
+    );
     let end = evs.last().expect("events");
     assert_eq!(end.name, "end", "{evs:?}");
     let end: serde_json::Value = serde_json::from_str(&end.data).expect("end is JSON");

@@ -2,6 +2,7 @@
 //! of job cgroups. Every failure becomes a [`CgroupError`] naming the file.
 
 use std::io::{self, Write};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -47,12 +48,13 @@ pub(super) fn ensure_dir(path: &Path) -> Result<bool, CgroupError> {
 }
 
 /// Creates a directory that must not exist yet (a job's cgroup: never reuse a stranger's),
-/// mode 0755 whatever our umask: persistd reads its files through a directory fd.
+/// mode 0755 whatever our umask: persistd reads its files through a directory fd. The umask
+/// is lifted around the `mkdir` (the spawner has one thread), which spares a `chmod`.
 pub(super) fn create_dir(path: &Path) -> Result<(), CgroupError> {
-    let mode = std::os::unix::fs::PermissionsExt::from_mode(0o755);
-    std::fs::create_dir(path)
-        .and_then(|()| std::fs::set_permissions(path, mode))
-        .map_err(|source| CgroupError::Create(path.to_owned(), source))
+    let umask = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
+    let made = std::fs::DirBuilder::new().mode(0o755).create(path);
+    nix::sys::stat::umask(umask);
+    made.map_err(|source| CgroupError::Create(path.to_owned(), source))
 }
 
 /// Removes a cgroup directory. Gone already is fine; busy (tasks still exiting) is retried

@@ -136,7 +136,7 @@ pub struct JobSpec {
 
 /// What the spawner needs to start a job: the spec plus the secret values, which exist only
 /// in this message and in the job's environment.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LaunchSpec {
     pub spec: JobSpec,
     pub secret_env: Vec<EnvVar>,

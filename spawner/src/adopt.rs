@@ -33,7 +33,6 @@ fn adopt_shim(job: &mut Job, r: ProcRef) -> Option<()> {
         .and_then(|o| Ok((o, take(ShimFds::STDERR)?)))
         .ok();
     job.shim = Some(ShimLink {
-        pid: r.pid,
         pidfd,
         status: Some(status),
         child: false,

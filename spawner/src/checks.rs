@@ -12,7 +12,7 @@
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
-use joblet_ipc_proto::job::{JobId, JobSpec, LaunchSpec};
+use joblet_ipc_proto::job::{JobId, LaunchSpec};
 use joblet_ipc_proto::settings::Enforcement;
 
 use crate::daemon::Spawner;
@@ -81,12 +81,7 @@ impl Spawner {
     pub fn probe(&mut self) -> Result<(), CheckError> {
         let failed = |e: &dyn std::fmt::Display| CheckError::Probe(e.to_string());
         let id = JobId::parse(PROBE_ID).map_err(|e| failed(&e))?;
-        let spec = JobSpec::default();
-        let request = LaunchSpec {
-            spec,
-            secret_env: Vec::new(),
-            has_upload_dir: false,
-        };
+        let request = LaunchSpec::default();
         // A free slot, or when every one is taken, the first (the probe never runs job code).
         let slot = self.userns_slot().unwrap_or(Some(0));
         let mut plan = self.plan(&id, &request, slot);

@@ -49,7 +49,6 @@ pub struct Spawner {
     pub clients: BTreeMap<ClientId, Client>,
     pub next_client: ClientId,
     pub listener: SeqListener,
-    pub accepting: bool,
     pub output: OutputLink,
     /// Set once SIGTERM/SIGINT arrived: boot-time ns until which acks are awaited.
     pub shutdown_deadline: Option<u64>,
@@ -127,7 +126,8 @@ impl Spawner {
             tokens.push(t);
         };
         add(signal_fd, libc::POLLIN, Token::Signal);
-        if self.accepting {
+        // Nothing new is accepted once shutdown began.
+        if self.shutdown_deadline.is_none() {
             add(self.listener.as_raw_fd(), libc::POLLIN, Token::Listener);
         }
         for (id, c) in &self.clients {

@@ -67,8 +67,7 @@ pub fn harden_self() -> Result<(), HardenError> {
     })
     .map_err(step("reduce capabilities"))?;
     nix::sys::prctl::set_no_new_privs().map_err(step("set no_new_privs"))?;
-    nix::sys::prctl::set_dumpable(false).map_err(step("clear dumpable"))?;
-    Ok(())
+    nix::sys::prctl::set_dumpable(false).map_err(step("clear dumpable"))
 }
 
 /// One fd per pipe end, pidfd and socket per job: lift the soft limit to the hard one. Jobs get

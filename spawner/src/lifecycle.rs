@@ -44,21 +44,9 @@ fn cgroup_error(e: CgroupError) -> RemoteError {
 }
 
 impl Spawner {
-    /// StartJob. Returns the reply now when refused; `None` when the answer comes later, from
-    /// the shim's records.
+    /// StartJob. `Err` is the answer now; on success the answer comes later, from the shim's
+    /// records.
     pub fn start_job(
-        &mut self,
-        client: ClientId,
-        request: u64,
-        job: JobId,
-        launch: LaunchSpec,
-        mut fds: Vec<OwnedFd>,
-    ) -> Option<SpawnerReply> {
-        let started = self.try_start(&job, &launch, fds.pop(), (client, request));
-        started.err().map(SpawnerReply::Error)
-    }
-
-    fn try_start(
         &mut self,
         id: &JobId,
         launch: &LaunchSpec,
@@ -70,9 +58,7 @@ impl Spawner {
         let is_dir = |fd| {
             nix::sys::stat::fstat(fd).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR)
         };
-        if let Some(fd) = &upload
-            && !is_dir(fd)
-        {
+        if upload.as_ref().is_some_and(|fd| !is_dir(fd)) {
             return Err(RemoteError::invalid("the upload fd is not a directory"));
         }
         let dir = JobDir::new(&self.jobs_dir, id);
@@ -111,11 +97,9 @@ impl Spawner {
             let (shim, [pidfd, status, stdout, stderr, go]) = forked.map_err(internal)?;
             job.pipes = Some((stdout, stderr));
             job.file.shim = Some(shim);
-            let (pid, status) = (shim.pid, Some(status));
             job.shim = Some(ShimLink {
-                pid,
                 pidfd,
-                status,
+                status: Some(status),
                 child: true,
             });
             job.dir.write(JOB, &job.file).map_err(internal)?;
@@ -296,7 +280,8 @@ impl Spawner {
             }
             _ => JobOutcome::lost("the job's shim died; its exit status is unknown"),
         };
-        tracing::error!(job = %id, shim = shim.pid, "shim died without an exit record");
+        let pid = job.file.shim.map_or(0, |s| s.pid);
+        tracing::error!(job = %id, shim = pid, "shim died without an exit record");
         self.end_job(id, outcome, clock::realtime_ns());
     }
 

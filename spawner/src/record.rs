@@ -14,7 +14,7 @@ use std::io::{Read, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use joblet_ipc_proto::job::JobId;
+use joblet_ipc_proto::{codec, job::JobId};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 const MAGIC: &[u8; 4] = b"JBSR";
@@ -117,11 +117,7 @@ fn decode<T: DeserializeOwned>(path: &Path, bytes: &[u8]) -> Result<T, RecordErr
     let body = bytes.strip_prefix(MAGIC.as_slice());
     let body = body.ok_or_else(|| corrupt("bad magic".into()))?;
     match body.split_first() {
-        Some((&VERSION, rest)) => match postcard::take_from_bytes(rest) {
-            Ok((v, [])) => Ok(v),
-            Ok(_) => Err(corrupt("trailing bytes".into())),
-            Err(e) => Err(corrupt(e.to_string())),
-        },
+        Some((&VERSION, rest)) => codec::decode(rest).map_err(|e| corrupt(e.to_string())),
         Some((v, _)) => Err(corrupt(format!("unknown version {v}"))),
         None => Err(corrupt("empty".into())),
     }
@@ -221,13 +217,7 @@ pub fn scan(jobs_dir: &Path) -> Result<(Vec<JobId>, Vec<String>), RecordError> {
 
 /// Cuts a message to at most [`MAX_MESSAGE_LEN`] bytes on a char boundary.
 pub fn bounded_message(mut m: String) -> String {
-    if m.len() > MAX_MESSAGE_LEN {
-        let mut cut = MAX_MESSAGE_LEN;
-        while !m.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        m.truncate(cut);
-    }
+    m.truncate(m.floor_char_boundary(MAX_MESSAGE_LEN));
     m
 }
 

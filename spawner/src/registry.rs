@@ -51,10 +51,9 @@ pub enum Attach {
     Drained,
 }
 
-/// The shim as the spawner holds it.
+/// The shim as the spawner holds it (its pid is in the job's record, `JobFile::shim`).
 #[derive(Debug)]
 pub struct ShimLink {
-    pub pid: i32,
     pub pidfd: OwnedFd,
     /// Read end of its status pipe (None once it reported end of file).
     pub status: Option<OwnedFd>,

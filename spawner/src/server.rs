@@ -90,12 +90,10 @@ impl Spawner {
                 }
                 Ok(Some(sock)) => {
                     let deadline = clock::boot_deadline(HELLO_TIMEOUT_MS);
-                    let state = ConnState::AwaitHello { deadline };
-                    let outbox = VecDeque::new();
                     let client = Client {
                         sock,
-                        state,
-                        outbox,
+                        state: ConnState::AwaitHello { deadline },
+                        outbox: VecDeque::new(),
                     };
                     self.clients.insert(self.next_client, client);
                     self.next_client += 1;
@@ -162,7 +160,7 @@ impl Spawner {
         self.flush_client(id)
     }
 
-    fn on_request(&mut self, id: ClientId, msg: ToSpawner, fds: Vec<OwnedFd>) -> Verdict {
+    fn on_request(&mut self, id: ClientId, msg: ToSpawner, mut fds: Vec<OwnedFd>) -> Verdict {
         let Some(client) = self.clients.get(&id) else {
             return Ok(());
         };
@@ -174,7 +172,8 @@ impl Spawner {
                 tracing::debug!(client = id, request = name, id = msg.id, "request");
                 match msg.request {
                     SpawnerRequest::StartJob { job, launch } => {
-                        self.start_job(id, msg.id, job, launch, fds)
+                        let started = self.start_job(&job, &launch, fds.pop(), (id, msg.id));
+                        started.err().map(SpawnerReply::Error)
                     }
                     SpawnerRequest::ReleaseJob { job } => {
                         Some(self.release_held(&job).unwrap_or_else(SpawnerReply::Error))

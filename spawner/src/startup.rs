@@ -98,7 +98,6 @@ pub fn run(args: &[String]) -> Result<(), StartError> {
         clients: Default::default(),
         next_client: 1,
         listener,
-        accepting: true,
         shutdown_deadline: None,
         zombies: Vec::new(),
         buf: Vec::new(),
@@ -117,6 +116,5 @@ pub fn run(args: &[String]) -> Result<(), StartError> {
         seccomp_instructions = spawner.factory.filter.instructions(),
         "spawner ready"
     );
-    spawner.run(&signals)?;
-    Ok(())
+    Ok(spawner.run(&signals)?)
 }

@@ -159,7 +159,6 @@ impl Spawner {
         if self.shutdown_deadline.is_some() {
             return;
         }
-        self.accepting = false;
         let grace = self.settings.stop_grace_ms;
         let running = self.jobs.values().filter(|j| j.exited().is_none());
         let running: Vec<JobId> = running.map(|j| j.id.clone()).collect();

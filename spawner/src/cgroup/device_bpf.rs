@@ -212,8 +212,10 @@ const BPF_PROG_TYPE_CGROUP_DEVICE: u32 = 15;
 const BPF_CGROUP_DEVICE: u32 = 6;
 const BPF_F_ALLOW_MULTI: u32 = 1 << 1;
 
-/// The `BPF_PROG_LOAD` prefix of `union bpf_attr` (fields up to `expected_attach_type`).
+/// The `BPF_PROG_LOAD` prefix of `union bpf_attr` (fields up to `expected_attach_type`); the
+/// ones left at their default are zero.
 #[repr(C)]
+#[derive(Default)]
 struct ProgLoadAttr {
     prog_type: u32,
     insn_cnt: u32,
@@ -249,14 +251,9 @@ fn load(program: &[Insn]) -> Result<OwnedFd, DeviceFilterError> {
         insn_cnt: u32::try_from(program.len()).unwrap_or(u32::MAX),
         insns: program.as_ptr() as u64,
         license: license.as_ptr() as u64,
-        log_level: 0,
-        log_size: 0,
-        log_buf: 0,
-        kern_version: 0,
-        prog_flags: 0,
         prog_name,
-        prog_ifindex: 0,
         expected_attach_type: BPF_CGROUP_DEVICE,
+        ..ProgLoadAttr::default()
     };
     // SAFETY: `attr` is a fully initialised prefix of `union bpf_attr` for BPF_PROG_LOAD of the
     // size passed (no padding); `insns` and `license` point to live buffers of the stated

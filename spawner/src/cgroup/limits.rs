@@ -34,19 +34,17 @@ pub(super) fn resolve(
     };
     let offline = cpus.iter().find(|c| !host.online_cpus.contains(c));
     let online: Vec<String> = host.online_cpus.iter().map(u32::to_string).collect();
-    let usable = if cpus.is_empty() {
-        host.online_cpus.len()
-    } else {
-        cpus.len()
+    let usable = match cpus.len() {
+        0 => host.online_cpus.len(),
+        n => n,
     };
     let (percent, mb, bps) = (limits.cpu_percent, limits.memory_mb, limits.io_bps);
     let mut devices = io_devices.to_vec();
     devices.sort_unstable();
     devices.dedup();
-    let pids = if limits.pids_max > 0 {
-        limits.pids_max
-    } else {
-        default_pids_max
+    let pids = match limits.pids_max {
+        0 => default_pids_max,
+        p => p,
     };
     let (needs, host_mb) = (percent.div_ceil(100), host.memory_bytes / MIB);
     let max_pids = validate::MAX_PIDS;

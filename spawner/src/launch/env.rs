@@ -46,10 +46,9 @@ pub fn candidates(command: &str, path: &str) -> Vec<String> {
     }
     path.split(':')
         .map(|dir| {
-            let dir = if dir.is_empty() {
-                "."
-            } else {
-                dir.trim_end_matches('/')
+            let dir = match dir {
+                "" => ".",
+                dir => dir.trim_end_matches('/'),
             };
             format!("{dir}/{command}")
         })
@@ -58,10 +57,9 @@ pub fn candidates(command: &str, path: &str) -> Vec<String> {
 
 /// The working directory inside the job.
 pub fn work_dir(spec: &JobSpec) -> &str {
-    if spec.work_dir.is_empty() {
-        WORK_DIR
-    } else {
-        &spec.work_dir
+    match spec.work_dir.as_str() {
+        "" => WORK_DIR,
+        dir => dir,
     }
 }
 

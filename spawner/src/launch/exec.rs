@@ -2,7 +2,7 @@
 //! handling, ordinary limits; then the command lookup and `execve`.
 
 use std::ffi::CString;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{OwnedFd, RawFd};
 
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
@@ -17,24 +17,16 @@ const JOB_NOFILE: u64 = 1024;
 
 /// stdin from /dev/null, stdout and stderr the output pipes; closes every other fd except the
 /// close-on-exec error pipe; unblocks and resets every signal.
-pub(super) fn prepare_process(stdout: RawFd, stderr: RawFd, error: RawFd) -> StepResult {
+pub(super) fn prepare_process(stdout: OwnedFd, stderr: OwnedFd, error: RawFd) -> StepResult {
     let null = OFlag::O_RDONLY | OFlag::O_CLOEXEC;
     let null = nix::fcntl::open(c"/dev/null", null, nix::sys::stat::Mode::empty());
     let null = null.at(|| "open /dev/null")?;
     // Every source fd is >= 3 (0-2 were open when they were created), so no dup2 below
-    // overwrites another source.
-    let stdio = [
-        (null.as_raw_fd(), 0, "stdin"),
-        (stdout, 1, "stdout"),
-        (stderr, 2, "stderr"),
-    ];
-    for (src, target, name) in stdio {
-        // SAFETY: `src` is open; dup2 replaces the stdio slot, which nothing else owns here.
-        if unsafe { libc::dup2(src, target) } < 0 {
-            return Err(StepError::new(format!("set up {name}"), Errno::last()));
-        }
-    }
-    drop(null);
+    // overwrites another source, and closing the sources leaves stdio alone.
+    nix::unistd::dup2_stdin(&null).at(|| "set up stdin")?;
+    nix::unistd::dup2_stdout(&stdout).at(|| "set up stdout")?;
+    nix::unistd::dup2_stderr(&stderr).at(|| "set up stderr")?;
+    drop((null, stdout, stderr));
     // The error pipe is close-on-exec: it closes by itself if exec succeeds.
     sys::close_all_except(&[0, 1, 2, error]).at(|| "close inherited fds")?;
     reset_signals()?;

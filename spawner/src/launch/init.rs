@@ -23,10 +23,10 @@ pub(super) struct Fds {
 }
 
 pub(super) fn run(plan: &LaunchPlan, exec: &ExecArgs, fds: Fds, uploads: &[upload::Entry]) -> ! {
-    // From here on these are plain numbers: `prepare_process` closes every fd but stdio and the
-    // error pipe, so no owner may close them again later.
-    let [error, stdout, stderr] = [fds.error, fds.stdout, fds.stderr].map(IntoRawFd::into_raw_fd);
-    let io = [stdout, stderr, error];
+    // From here on the error pipe is a plain number: `prepare_process` closes every fd but stdio
+    // and it, so no owner may close it again later.
+    let error = fds.error.into_raw_fd();
+    let io = (fds.stdout, fds.stderr, error);
     let Err(e) = setup_and_exec(plan, exec, (fds.sync, fds.cgroups), uploads, io);
     let msg = e.encode();
     // SAFETY: `error` is the error pipe's write end, open until exec or exit; the buffer is
@@ -41,7 +41,7 @@ fn setup_and_exec(
     args: &ExecArgs,
     (sync, cgroups): (OwnedFd, Vec<OwnedFd>),
     uploads: &[upload::Entry],
-    [stdout, stderr, error]: [i32; 3],
+    (stdout, stderr, error): (OwnedFd, OwnedFd, i32),
 ) -> Result<std::convert::Infallible, StepError> {
     if !matches!(nix::unistd::read(&sync, &mut [0u8]), Ok(1)) {
         return Err(StepError::msg(

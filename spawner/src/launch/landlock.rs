@@ -4,7 +4,7 @@
 //! Applied in two steps inside the job init, after `pivot_root` (so the paths are the job's):
 //! [`build_ruleset`] opens the paths of [`POLICY`] and returns a ready ruleset fd; later, once
 //! no_new_privs is set, [`restrict_self`] enforces it. The init closes inherited fds before
-//! `execve`: call [`restrict_self`] before that, or keep [`Ruleset::as_fd`] open.
+//! `execve`: call [`restrict_self`] before that.
 //!
 //! Rights add up along a path: everything below `/` is readable and executable, and the rows
 //! for `/work`, `/tmp` … add writing there. What no row grants is refused with `EACCES`; making
@@ -140,12 +140,6 @@ pub struct Ruleset {
     pub skipped: Vec<&'static str>,
 }
 
-impl AsFd for Ruleset {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
-    }
-}
-
 /// The running kernel's Landlock ABI version (≥ 1), or why there is none.
 pub fn abi() -> Result<u32, LandlockError> {
     let (null, version) = (std::ptr::null::<RulesetAttr>(), CREATE_RULESET_VERSION);
@@ -177,10 +171,9 @@ pub fn fs_rights(abi: u32) -> u64 {
 
 /// Scopes enforced at `abi`.
 pub fn scopes(abi: u32) -> u64 {
-    if abi >= 6 {
-        SCOPE_ABSTRACT_UNIX_SOCKET | SCOPE_SIGNAL
-    } else {
-        0
+    match abi {
+        6.. => SCOPE_ABSTRACT_UNIX_SOCKET | SCOPE_SIGNAL,
+        _ => 0,
     }
 }
 
@@ -199,18 +192,14 @@ pub fn build_ruleset(root: &Path) -> Result<Ruleset, LandlockError> {
     for rule in POLICY {
         let path = root.join(rule.path.trim_start_matches('/'));
         let opened = nix::fcntl::open(&path, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty());
-        let parent = match opened {
-            Ok(parent) => parent,
+        let (parent, stat) = match opened.and_then(|p| nix::sys::stat::fstat(&p).map(|s| (p, s))) {
+            Ok(opened) => opened,
             Err(Errno::ENOENT) if !rule.required => {
                 skipped.push(rule.path);
                 continue;
             }
             Err(errno) => return Err(LandlockError::OpenPath { path, errno }),
         };
-        let stat = nix::sys::stat::fstat(&parent).map_err(|errno| LandlockError::OpenPath {
-            path: path.clone(),
-            errno,
-        })?;
         let is_dir = SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR;
         let access = effective_access(rule.access, abi, is_dir);
         if access == 0 {

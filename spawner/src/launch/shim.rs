@@ -144,12 +144,9 @@ fn arrange_fds(fds: &Fds) -> Option<([OwnedFd; 4], [Option<OwnedFd>; 2])> {
     sys::close_all_except(&all).ok()?;
     let null = OFlag::O_RDWR | OFlag::O_CLOEXEC;
     let null = nix::fcntl::open(c"/dev/null", null, nix::sys::stat::Mode::empty()).ok()?;
-    for target in [0, 1] {
-        // SAFETY: `null` is open; dup2 atomically replaces stdio, which nothing here owns.
-        if unsafe { libc::dup2(null.as_raw_fd(), target) } < 0 {
-            return None;
-        }
-    }
+    // dup2 atomically replaces stdin and stdout, which nothing here owns.
+    nix::unistd::dup2_stdin(&null).ok()?;
+    nix::unistd::dup2_stdout(&null).ok()?;
     // Closed before the fixed slots are filled: it took the lowest free number, one of them.
     drop(null);
     let targets = [ShimFds::STDOUT, ShimFds::STDERR, ShimFds::STATUS];

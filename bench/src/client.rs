@@ -1,8 +1,17 @@
 //! A long-lived gRPC client over mutual TLS, configured from the admin's `rnx-config.yml`
 //! that `joblet init` wrote, and the job calls the benchmarks make with it.
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
+
+use hyper_util::rt::TokioIo;
+use tokio::io::BufReader;
+use tokio::net::TcpStream;
+use tonic::codegen::Service;
+use tonic::transport::Uri;
 
 use joblet_api_proto::job_service_client::JobServiceClient;
 use joblet_api_proto::{
@@ -18,6 +27,10 @@ const SERVER_NAME: &str = "joblet";
 const SETTLE_LIMIT: Duration = Duration::from_secs(30);
 /// Uploads are none here; job outputs arrive in chunks of at most 64 KiB.
 const MAX_DECODE_BYTES: usize = 16 * 1024 * 1024;
+/// As rnx: the largest HTTP/2 frame the server may send (the server flushes after each),
+/// and a read buffer under TLS (rustls reads at most 4 KiB a call).
+const MAX_FRAME_SIZE: u32 = 1 << 20;
+const READ_BUFFER: usize = 64 * 1024;
 
 pub const TERMINAL: &[&str] = &["COMPLETED", "FAILED", "STOPPED", "CANCELED", "TIMEOUT"];
 
@@ -101,6 +114,37 @@ impl End {
     }
 }
 
+/// Plain TCP connections (TCP_NODELAY, as tonic's own connector) with their reads buffered;
+/// TLS is layered on top by tonic.
+#[derive(Clone, Copy)]
+struct BufferedTcp;
+
+type Connecting =
+    Pin<Box<dyn Future<Output = std::io::Result<TokioIo<BufReader<TcpStream>>>> + Send>>;
+
+impl Service<Uri> for BufferedTcp {
+    type Response = TokioIo<BufReader<TcpStream>>;
+    type Error = std::io::Error;
+    type Future = Connecting;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, uri: Uri) -> Connecting {
+        Box::pin(async move {
+            let host = uri
+                .host()
+                .unwrap_or_default()
+                .trim_matches(['[', ']'])
+                .to_owned();
+            let tcp = TcpStream::connect((host.as_str(), uri.port_u16().unwrap_or(443))).await?;
+            tcp.set_nodelay(true)?;
+            Ok(TokioIo::new(BufReader::with_capacity(READ_BUFFER, tcp)))
+        })
+    }
+}
+
 /// One HTTP/2 connection, with its TLS session, kept for many calls.
 #[derive(Clone)]
 pub struct JobClient {
@@ -127,9 +171,10 @@ impl JobClient {
         let channel = Endpoint::from_shared(format!("https://{}", node.address))
             .map_err(|e| fail(e.to_string()))?
             .connect_timeout(Duration::from_secs(10))
+            .max_frame_size(MAX_FRAME_SIZE)
             .tls_config(tls)
             .map_err(|e| fail(e.to_string()))?
-            .connect()
+            .connect_with_connector(BufferedTcp)
             .await
             .map_err(|e| fail(format!("{e:?}")))?;
         Ok(JobClient {

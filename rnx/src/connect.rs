@@ -17,6 +17,10 @@ use crate::transport::{CountingConnector, SentBytes};
 /// whatever address they dial.
 pub const SERVER_NAME: &str = "joblet";
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// The largest HTTP/2 frame the server may send us (the protocol's default is 16 KiB). The
+/// server's HTTP/2 layer flushes its socket after every data frame, so with the default a
+/// followed log cost the server a TLS record and a system call per 16 KiB.
+const MAX_FRAME_SIZE: u32 = 1 << 20;
 /// Job lists and status replies can be large; uploads travel inline in RunJob.
 const MAX_DECODE_BYTES: usize = 64 * 1024 * 1024;
 const MAX_ENCODE_BYTES: usize = 128 * 1024 * 1024;
@@ -113,6 +117,7 @@ fn endpoint(target: &Target) -> Result<Endpoint, ConnectError> {
     let endpoint = Endpoint::from_shared(uri).map_err(|e| bad_address(e.to_string()))?;
     endpoint
         .connect_timeout(CONNECT_TIMEOUT)
+        .max_frame_size(MAX_FRAME_SIZE)
         .tls_config(tls_config(target))
         .map_err(|e| ConnectError::TlsSetup {
             node: target.node.clone(),

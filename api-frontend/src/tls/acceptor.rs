@@ -11,7 +11,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use rustls::ServerConfig;
-use tokio::io::{AsyncRead, AsyncWrite, BufStream, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufStream, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_rustls::TlsAcceptor;
@@ -178,7 +178,17 @@ async fn handshake(
     limit: Duration,
 ) -> Result<(TlsStream<Socket>, PeerIdentity), String> {
     let socket = BufStream::with_capacity(READ_BUFFER, WRITE_BUFFER, tcp);
-    let tls = match tokio::time::timeout(limit, acceptor.accept(socket)).await {
+    let accepting = async {
+        match acceptor.accept(socket).into_fallible().await {
+            Ok(tls) => Ok(tls),
+            Err((e, mut socket)) => {
+                // The alert that tells the client why is still in the buffer: send it.
+                let _ = socket.flush().await;
+                Err(e)
+            }
+        }
+    };
+    let tls = match tokio::time::timeout(limit, accepting).await {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => return Err(format!("TLS handshake failed: {e}")),
         Err(_) => return Err(format!("no TLS handshake within {} s", limit.as_secs())),

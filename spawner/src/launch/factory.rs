@@ -7,7 +7,8 @@
 //! The factory forks with `CLONE_PARENT` ([`super::fork_shim`]): each shim is the spawner's own
 //! child, exactly as if the spawner had forked it (it gets its exit signal, reaps it, holds its
 //! pidfd). The factory reads nothing but its socket pair with the spawner, one order at a time,
-//! and exits when the spawner's end closes.
+//! and exits when the spawner's end closes. Between orders it waits in the network namespace
+//! the next job gets ([`super::netns`]).
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
@@ -20,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use super::seccomp::JobFilter;
 use super::shim::exit;
-use super::{At, LaunchPlan, Placement, ShimEnds, StepError, StepResult};
+use super::{At, LaunchPlan, Placement, ShimEnds, StepError, StepResult, netns};
 use crate::record::ProcRef;
 use crate::sys::{self, Cloned};
 
@@ -185,6 +186,12 @@ fn serve(sock: SeqSocket, filter: &JobFilter) -> ! {
     if sys::close_all_except(&[0, 1, 2, sock.as_raw_fd()]).is_err() {
         exit(1)
     }
+    // Every shim is forked in the namespace made before its order, and a new one is made
+    // after: no two jobs share one. If it cannot be made, the factory must not fork in the
+    // last job's; it exits, and the spawner replaces it.
+    if netns::enter_fresh().is_err() {
+        exit(1)
+    }
     let mut buf = Vec::new();
     loop {
         // Any failure to read, the spawner's close included, ends the factory: the spawner
@@ -196,7 +203,7 @@ fn serve(sock: SeqSocket, filter: &JobFilter) -> ! {
             Ok((pid, fds)) => sock.send(&Made::Shim { pid }, &fds.each_ref().map(AsFd::as_fd)),
             Err(e) => sock.send(&Made::Failed(e), &[]),
         };
-        if sent.is_err() {
+        if sent.is_err() || netns::enter_fresh().is_err() {
             exit(1)
         }
     }

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use nix::{sched::CloneFlags, sys::stat::Mode};
 
-use super::{At, ExecArgs, LaunchPlan, StepError, exec, identity, landlock, netns};
+use super::{At, ExecArgs, LaunchPlan, StepError, exec, identity, landlock};
 use super::{rootfs, seccomp, upload};
 
 pub(super) struct Fds {
@@ -77,7 +77,6 @@ fn setup_and_exec(
         false => None,
     };
     nix::unistd::sethostname(&plan.hostname).at(|| "set the hostname")?;
-    netns::loopback_up()?;
     upload::write(uploads, plan)?;
     identity::drop_to(plan.uid, plan.gid)?;
     // Consumed here: its fd must be closed before `prepare_process` closes every other one.

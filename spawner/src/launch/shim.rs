@@ -30,10 +30,10 @@ pub(super) struct Fds {
 
 /// Namespaces of the job init. The cgroup namespace is unshared by the init itself once it is
 /// in its cgroup: clone3 would root a new cgroup namespace at the *shim's* cgroup, because
-/// namespaces are copied before `CLONE_INTO_CGROUP` moves the child.
+/// namespaces are copied before `CLONE_INTO_CGROUP` moves the child. The network namespace is
+/// the shim's own, fresh: the factory forked it there ([`super::netns`]).
 const NAMESPACES: CloneFlags = CloneFlags::CLONE_NEWPID
     .union(CloneFlags::CLONE_NEWNS)
-    .union(CloneFlags::CLONE_NEWNET)
     .union(CloneFlags::CLONE_NEWIPC)
     .union(CloneFlags::CLONE_NEWUTS);
 

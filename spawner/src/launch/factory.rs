@@ -187,11 +187,8 @@ fn serve(sock: SeqSocket, filter: &JobFilter) -> ! {
         exit(1)
     }
     // Every shim is forked in the namespace made before its order, and a new one is made
-    // after: no two jobs share one. If it cannot be made, the factory must not fork in the
-    // last job's; it exits, and the spawner replaces it.
-    if netns::enter_fresh().is_err() {
-        exit(1)
-    }
+    // after: no two jobs share one.
+    enter_fresh_netns();
     let mut buf = Vec::new();
     loop {
         // Any failure to read, the spawner's close included, ends the factory: the spawner
@@ -203,9 +200,20 @@ fn serve(sock: SeqSocket, filter: &JobFilter) -> ! {
             Ok((pid, fds)) => sock.send(&Made::Shim { pid }, &fds.each_ref().map(AsFd::as_fd)),
             Err(e) => sock.send(&Made::Failed(e), &[]),
         };
-        if sent.is_err() || netns::enter_fresh().is_err() {
+        if sent.is_err() {
             exit(1)
         }
+        enter_fresh_netns();
+    }
+}
+
+/// A factory that cannot make the next job's network namespace must not fork in the last
+/// job's: it exits, and the spawner replaces it (and fails the launch if the new one cannot
+/// make one either).
+fn enter_fresh_netns() {
+    if let Err(e) = netns::enter_fresh() {
+        tracing::error!(error = %e, "the shim factory cannot make a network namespace; exiting");
+        exit(1)
     }
 }
 

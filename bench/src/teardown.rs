@@ -47,6 +47,9 @@ pub struct NamespaceCheck {
     /// Holders unrelated to us: the kernel reuses a freed namespace's inode number, so another
     /// process on this shared host may hold a new namespace with the same number.
     pub reused: Vec<String>,
+    /// Holders that were gone before they could be told apart (a process that was exiting):
+    /// the check is worth repeating, since an exiting process of ours looks the same.
+    pub vanished: usize,
 }
 
 /// Which of `inodes` (namespaces that probes saw) are still alive, and what holds them. A
@@ -81,6 +84,10 @@ pub fn live_namespaces(
         }
     }
     for (ino, pid, sub) in found {
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            check.vanished += 1;
+            continue;
+        }
         let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
         let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
             .ok()

@@ -131,7 +131,10 @@ fn check_teardown(
     // Exited sandboxes' zombies hold their pid namespace until the host's init reaps them.
     let started = Instant::now();
     let mut ns = check_namespaces();
-    while !(ns.leftovers.is_empty() && ns.peers.is_empty()) && started.elapsed() < REAP_LIMIT {
+    let settled = |ns: &teardown::NamespaceCheck| {
+        ns.leftovers.is_empty() && ns.peers.is_empty() && ns.vanished == 0
+    };
+    while !settled(&ns) && started.elapsed() < REAP_LIMIT {
         std::thread::sleep(Duration::from_millis(100));
         ns = check_namespaces();
     }
@@ -140,6 +143,13 @@ fn check_teardown(
         s.note(format!(
             "peers' leftovers after {REAP_LIMIT:?}: {}",
             ns.peers.join("; ")
+        ));
+    }
+    if ns.vanished > 0 {
+        s.note(format!(
+            "{} holders of namespaces the probes saw kept exiting before they could be told \
+             apart, for {REAP_LIMIT:?}",
+            ns.vanished
         ));
     }
     if !ns.reused.is_empty() {

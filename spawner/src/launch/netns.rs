@@ -3,10 +3,11 @@
 //!
 //! The shim factory makes each one ahead of the order that will use it ([`super::factory`]):
 //! it moves itself into a fresh namespace after every shim it forks, so the next shim is born
-//! there and clones the job init without `CLONE_NEWNET`. Making a network namespace is most of
-//! what `clone3` cost on a job's start path (about 0.5 ms); the factory now pays it while the
-//! spawner waits for nothing. The namespace belongs to the host's user namespace, not the
-//! job's: the job holds no capability over it at any point, not even as root of its own.
+//! there and clones the job init without `CLONE_NEWNET`. Making a network namespace was most of
+//! what `clone3` cost on a job's start path (about 0.5 ms); the factory now pays it after it
+//! answered, off that path though not off the CPU the launch shares (BENCHMARKS.md item 28).
+//! The namespace belongs to the host's user namespace, not the job's: the job holds no
+//! capability over it at any point, not even as root of its own.
 
 use std::os::fd::AsRawFd;
 

@@ -84,11 +84,11 @@ pub fn live_namespaces(
         }
     }
     for (ino, pid, sub) in found {
-        if !Path::new(&format!("/proc/{pid}")).exists() {
+        // Unreadable: the process is gone (its name was the first thing to read).
+        let Ok(comm) = std::fs::read_to_string(format!("/proc/{pid}/comm")) else {
             check.vanished += 1;
             continue;
-        }
-        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        };
         let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
             .ok()
             .and_then(|c| c.lines().find(|l| l.contains("pids")).map(str::to_owned))

@@ -182,6 +182,44 @@ fn follow_streams_output_and_exits_with_the_jobs_code() {
     let ok = s.rnx(&["job", "run", "--follow", "echo", "fine"]);
     assert_eq!(ok.code, 0, "{ok:?}");
     assert_eq!(ok.stdout, "fine\n");
+    // This server, like Joblet's, sends no final state with the stream: rnx asks for it.
+    let calls = s
+        .server
+        .state
+        .status_calls
+        .load(std::sync::atomic::Ordering::SeqCst);
+    assert!(calls >= 2, "{calls} GetJobStatus calls");
+}
+
+#[test]
+fn follow_takes_the_final_state_from_the_streams_trailers_when_the_server_sends_them() {
+    use std::sync::atomic::Ordering;
+    let s = Setup::new();
+    let calls = || s.server.state.status_calls.load(Ordering::SeqCst);
+
+    let run = s.rnx(&[
+        "job",
+        "run",
+        "-f",
+        "-e",
+        "TRAILERS=STOPPED 137",
+        "--",
+        "sh",
+        "x",
+    ]);
+    assert_eq!(run.code, 137, "{run:?}");
+    assert_eq!(run.stdout, "x\n");
+    assert!(
+        run.stderr
+            .contains("STOPPED (exit code 137, killed by a signal)"),
+        "{run:?}"
+    );
+    assert_eq!(calls(), 0, "the trailers made GetJobStatus unnecessary");
+
+    // Trailers that do not tell a final state are not taken for one: rnx asks.
+    let garbled = s.rnx(&["job", "run", "-f", "-e", "TRAILERS=FAILED x", "--", "sh"]);
+    assert!(calls() >= 1, "{garbled:?}");
+    assert_eq!(garbled.code, 1, "recorded exit code -1: {garbled:?}");
 }
 
 #[test]

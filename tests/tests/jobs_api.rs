@@ -603,10 +603,33 @@ fn metrics_of_a_busy_job_show_its_cpu() {
     sys.stop();
 }
 
-/// A followed GetJobLogs ends with the job, not just with its output: as the stream ends,
-/// one GetJobStatus (no polling) already shows the final state and exit code. Each job closes
-/// its output 0.3 s before it exits, so a stream that ended with the output would find it
-/// still RUNNING.
+/// Reads a job's whole log: its bytes, and the `joblet-*` trailers the stream ended with.
+fn read_log(grpc: &Grpc, job: &str) -> (Vec<u8>, Vec<(String, String)>) {
+    let read = grpc.run(async {
+        let request = joblet_api_proto::GetJobLogsRequest { uuid: job.into() };
+        let mut stream = grpc.jobs().get_job_logs(request).await?.into_inner();
+        let mut output = Vec::new();
+        while let Some(chunk) = stream.message().await? {
+            output.extend(chunk.payload);
+        }
+        let trailers = stream.trailers().await?.unwrap_or_default();
+        Ok::<_, tonic::Status>((output, trailers))
+    });
+    let (output, trailers) = read.expect("GetJobLogs");
+    let mut ours: Vec<(String, String)> = trailers
+        .into_headers()
+        .iter()
+        .filter(|(k, _)| k.as_str().starts_with("joblet-"))
+        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("?").to_string()))
+        .collect();
+    ours.sort();
+    (output, ours)
+}
+
+/// A followed GetJobLogs ends with the job, not just with its output: its trailers carry the
+/// final state, and as the stream ends one GetJobStatus (no polling) already shows it. Each
+/// job closes its output 0.3 s before it exits, so a stream that ended with the output would
+/// find it still RUNNING (and could tell no final state).
 #[test]
 fn a_followed_log_ends_once_the_job_has_ended() {
     require_root!();
@@ -624,21 +647,19 @@ fn a_followed_log_ends_once_the_job_has_ended() {
                 ..Default::default()
             },
         );
-        let output = grpc.run(async {
-            let request = joblet_api_proto::GetJobLogsRequest {
-                uuid: job.id.clone(),
-            };
-            let mut stream = grpc.jobs().get_job_logs(request).await?.into_inner();
-            let mut output = Vec::new();
-            while let Some(chunk) = stream.message().await? {
-                output.extend(chunk.payload);
-            }
-            Ok::<_, tonic::Status>(output)
-        });
-        assert_eq!(
-            output.expect("GetJobLogs"),
-            format!("run-{i}\n").into_bytes()
-        );
+        let (output, trailers) = read_log(&grpc, &job.id);
+        assert_eq!(output, format!("run-{i}\n").into_bytes());
+        let told: Vec<(String, String)> = [
+            ("joblet-end-detail", "exited with code 7"),
+            ("joblet-end-reason", "exited"),
+            ("joblet-exit-code", "7"),
+            ("joblet-final-status", "FAILED"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .to_vec();
+        assert_eq!(trailers, told, "job {i}'s followed log");
+        // A read of the ended job tells the same.
+        assert_eq!(read_log(&grpc, &job.id), (output, told));
         let status = grpc_status(&grpc, &job);
         assert_eq!(
             status.status, "FAILED",
@@ -646,5 +667,17 @@ fn a_followed_log_ends_once_the_job_has_ended() {
         );
         assert_eq!(status.exit_code, 7, "job {i}: {status:?}");
     }
+    // A job that closes its output and runs on: the stream ends (after a short wait for the
+    // exit) without a final state, which the client must then ask for.
+    let lingering = grpc_run(
+        &grpc,
+        RunJobRequest {
+            command: "sh".into(),
+            args: vec!["-c".into(), "echo bye; exec >&- 2>&-; sleep 3".into()],
+            ..Default::default()
+        },
+    );
+    assert_eq!(read_log(&grpc, &lingering.id), (b"bye\n".to_vec(), vec![]));
+    assert_eq!(grpc_status(&grpc, &lingering).status, "RUNNING");
     sys.stop();
 }

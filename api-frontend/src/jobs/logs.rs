@@ -5,10 +5,12 @@
 use std::sync::Arc;
 
 use joblet_api_proto::{DataChunk, GetJobLogsRequest};
+use joblet_ipc_proto::job::JobRecord;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Code, Status};
 
+use super::end_metadata;
 use super::log_read::{Forward, LogRead, Step};
 use super::lookup;
 use crate::app::App;
@@ -36,12 +38,16 @@ pub async fn get_job_logs(
     };
     call.set_job(record.id.as_str());
     let (tx, rx) = mpsc::channel(BUFFER);
-    let mut read = LogRead::new(app.clone(), record.id, 0);
+    let mut read = LogRead::new(app.clone(), record.id.clone(), 0);
     let mut door = Door { tx };
     let follow = !record.state.is_terminal();
+    let ended = (!follow).then_some(record);
     tokio::spawn(async move {
         let code = match read.run(&mut door, follow).await {
-            Ok(()) => Code::Ok,
+            Ok(()) => {
+                door.end(&read, ended).await;
+                Code::Ok
+            }
             Err(status) => {
                 let code = status.code();
                 let _ = door.tx.send(Err(status)).await;
@@ -90,6 +96,23 @@ impl Forward for Door {
 }
 
 impl Door {
+    /// Ends the stream with the job's final state in its trailers (see `end_metadata`), or
+    /// with plain trailers while it is not recorded. `ended` is the record already read, for
+    /// a read of a job that had ended before it began; a followed job's is read now, its
+    /// exit having been recorded while the read settled.
+    async fn end(&self, read: &LogRead, ended: Option<JobRecord>) {
+        let record = match ended {
+            Some(r) => Some(r),
+            None => read.app.state.get(&read.job).await.ok(),
+        };
+        if let Some(md) = record.as_ref().and_then(end_metadata::final_trailers) {
+            let _ = self
+                .tx
+                .send(Err(Status::with_metadata(Code::Ok, "", md)))
+                .await;
+        }
+    }
+
     /// The loop of [`Door::forward`]: chunks are appended to `pending`, which is sent as one
     /// message once persistd has nothing more ready (or it is full).
     async fn forward_into(

@@ -4,6 +4,7 @@
 
 pub mod convert;
 pub mod duration;
+pub mod end_metadata;
 pub mod launch;
 pub mod lifecycle;
 pub mod log_read;

@@ -5,10 +5,9 @@ use std::sync::Arc;
 
 use joblet_api_proto::job_service_server::JobService;
 use joblet_api_proto::*;
-use joblet_ipc_proto::job::JobOutcome;
-use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status};
 
+use super::end_metadata::end_headers;
 use super::logs::LogStream;
 use super::metrics::MetricsStream;
 use super::{logs, manage, metrics, query, run};
@@ -158,36 +157,5 @@ impl JobService for JobApi {
             Rpc::GetJobTelematics,
             NO_TELEMATICS,
         ))
-    }
-}
-
-/// Why a job ended, in response headers: the public proto has no field for it and must stay
-/// wire-compatible, so clients that know (our rnx) read `joblet-end-reason` (a code from
-/// `EndReason::code`), `joblet-end-signal` and `joblet-end-detail`; others ignore them.
-fn end_headers(md: &mut tonic::metadata::MetadataMap, end: Option<&JobOutcome>) {
-    let Some(end) = end else { return };
-    md.insert(
-        "joblet-end-reason",
-        MetadataValue::from_static(end.reason.code()),
-    );
-    if let Some(sig) = end.signal {
-        md.insert("joblet-end-signal", MetadataValue::from(sig));
-    }
-    let detail: String = end
-        .message
-        .chars()
-        .take(512)
-        .map(|c| {
-            if c.is_ascii_graphic() || c == ' ' {
-                c
-            } else {
-                '?'
-            }
-        })
-        .collect();
-    if let Ok(v) = MetadataValue::try_from(detail.trim())
-        && !detail.trim().is_empty()
-    {
-        md.insert("joblet-end-detail", v);
     }
 }

@@ -42,6 +42,8 @@ pub struct State {
     pub cancel_unimplemented: std::sync::atomic::AtomicBool,
     /// The last StreamSystemMetrics request.
     pub watch_request: Mutex<Option<StreamMetricsRequest>>,
+    /// GetJobStatus calls so far.
+    pub status_calls: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Clone)]
@@ -136,6 +138,9 @@ impl JobService for Service {
         &self,
         req: Request<GetJobStatusRequest>,
     ) -> Result<Response<GetJobStatusResponse>, Status> {
+        self.state
+            .status_calls
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let (id, job) = self.resolve(&req.get_ref().uuid)?;
         let r = &job.request;
         let terminal = !matches!(job.status.as_str(), "RUNNING" | "SCHEDULED");
@@ -283,6 +288,19 @@ impl JobService for Service {
             let live =
                 tokio_stream::StreamExt::chain(tokio_stream::iter(chunks), tokio_stream::pending());
             return Ok(Response::new(Box::pin(live)));
+        }
+        if let Some(trailers) = job.request.environment.get("TRAILERS") {
+            // Our server's way: the final state is recorded before the stream ends, and
+            // told in its trailers (`TRAILERS` holds them as `status exit-code`).
+            let (status, exit) = trailers.split_once(' ').unwrap_or((trailers, ""));
+            self.set(&id, status, exit.parse().unwrap_or(-1));
+            let mut md = tonic::metadata::MetadataMap::new();
+            md.insert("joblet-final-status", status.parse().unwrap());
+            md.insert("joblet-exit-code", exit.parse().unwrap());
+            md.insert("joblet-end-reason", "signaled".parse().unwrap());
+            let end = Err(Status::with_metadata(tonic::Code::Ok, "", md));
+            let stream = tokio_stream::iter(chunks.into_iter().chain([end]));
+            return Ok(Response::new(Box::pin(stream)));
         }
         if job.status == "RUNNING" {
             let service = self.clone();

@@ -3,13 +3,13 @@
 
 use std::time::Duration;
 
-use joblet_api_proto::{GetJobStatusRequest, GetJobStatusResponse};
+use joblet_api_proto::GetJobStatusRequest;
 use serde::Serialize;
 use tokio::time::Instant;
 
 use super::log::{self, StreamEnd};
 use super::run::Submitted;
-use super::status::{EndInfo, is_terminal};
+use super::status::{EndInfo, FinalState, is_terminal};
 use crate::connect::Connection;
 use crate::error::CliError;
 use crate::output::print_json_line;
@@ -41,8 +41,8 @@ pub async fn follow(conn: &Connection, submitted: &Submitted, json: bool) -> Res
     } else {
         eprint!("{}", submitted.render());
     }
-    match log::stream(conn, uuid, json).await? {
-        StreamEnd::Finished => {}
+    let told = match log::stream(conn, uuid, json).await? {
+        StreamEnd::Finished(told) => told,
         StreamEnd::Interrupted => {
             eprintln!(
                 "\nStopped following job {uuid}; it keeps running. \
@@ -51,8 +51,12 @@ pub async fn follow(conn: &Connection, submitted: &Submitted, json: bool) -> Res
             return Ok(INTERRUPTED);
         }
         StreamEnd::ReaderGone => return Ok(0),
-    }
-    let (status, end) = wait_until_ended(conn, uuid).await?;
+    };
+    let status = match told {
+        Some(state) => state,
+        None => wait_until_ended(conn, uuid).await?,
+    };
+    let end = status.end;
     let code = exit_code_for(&status.status, status.exit_code);
     if json {
         print_json_line(&Finished {
@@ -76,10 +80,7 @@ pub async fn follow(conn: &Connection, submitted: &Submitted, json: bool) -> Res
 
 /// The output ends when the job's pipes close; its final state can be recorded a moment
 /// later, so poll briefly.
-async fn wait_until_ended(
-    conn: &Connection,
-    uuid: &str,
-) -> Result<(GetJobStatusResponse, EndInfo), CliError> {
+async fn wait_until_ended(conn: &Connection, uuid: &str) -> Result<FinalState, CliError> {
     let deadline = Instant::now() + SETTLE_TIMEOUT;
     let mut pause = SETTLE_POLL_FIRST;
     loop {
@@ -92,7 +93,11 @@ async fn wait_until_ended(
         let end = EndInfo::from_metadata(reply.metadata());
         let status = reply.into_inner();
         if is_terminal(&status.status) {
-            return Ok((status, end));
+            return Ok(FinalState {
+                status: status.status,
+                exit_code: status.exit_code,
+                end,
+            });
         }
         if Instant::now() >= deadline {
             return Err(CliError::Failed(format!(

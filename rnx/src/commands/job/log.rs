@@ -3,6 +3,7 @@
 use joblet_api_proto::GetJobLogsRequest;
 use serde::Serialize;
 
+use super::status::FinalState;
 use crate::commands::Globals;
 use crate::connect::Connection;
 use crate::error::CliError;
@@ -10,10 +11,11 @@ use crate::interrupt;
 use crate::output::{Flow, print_json_line, timefmt, write_raw};
 
 /// How a log stream ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StreamEnd {
-    /// The server ended it: the job finished and all its output was sent.
-    Finished,
+    /// The server ended it: the job finished and all its output was sent. Our server also
+    /// says, in the stream's trailers, how the job ended once that is recorded.
+    Finished(Option<FinalState>),
     /// The user pressed Ctrl-C.
     Interrupted,
     /// Whoever reads our stdout went away.
@@ -55,7 +57,13 @@ pub async fn stream(conn: &Connection, uuid: &str, json: bool) -> Result<StreamE
         };
         let chunk = match next {
             Ok(Some(chunk)) => chunk,
-            Ok(None) => return Ok(StreamEnd::Finished),
+            Ok(None) => {
+                // Already received with the end of the stream: no round trip.
+                let trailers = chunks.trailers().await.ok().flatten();
+                return Ok(StreamEnd::Finished(
+                    trailers.as_ref().and_then(FinalState::from_trailers),
+                ));
+            }
             Err(status) => return Err(conn.fail("GetJobLogs", status).await),
         };
         let flow = if json {

@@ -53,6 +53,33 @@ impl EndInfo {
     }
 }
 
+/// Trailers of a log stream in which our server says how the followed job ended.
+pub const FINAL_STATUS_KEY: &str = "joblet-final-status";
+pub const EXIT_CODE_KEY: &str = "joblet-exit-code";
+
+/// A job's final state, as GetJobStatus or a log stream's trailers tell it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FinalState {
+    pub status: String,
+    pub exit_code: i32,
+    pub end: EndInfo,
+}
+
+impl FinalState {
+    /// `None` unless the trailers name a terminal status and an exit code (a server that
+    /// does not send them, Joblet's, or a stream that ended before the exit was recorded).
+    pub fn from_trailers(md: &MetadataMap) -> Option<FinalState> {
+        let get = |key| md.get(key).and_then(|v| v.to_str().ok()).map(str::trim);
+        let status = get(FINAL_STATUS_KEY).filter(|s| is_terminal(s))?;
+        let exit_code = get(EXIT_CODE_KEY)?.parse().ok()?;
+        Some(FinalState {
+            status: status.to_string(),
+            exit_code,
+            end: EndInfo::from_metadata(md),
+        })
+    }
+}
+
 pub async fn run(globals: &Globals, uuid: &str) -> Result<(), CliError> {
     let conn = globals.connect().await?;
     let request = GetJobStatusRequest {

@@ -158,3 +158,40 @@ fn terminal_states() {
         assert!(!is_terminal(s), "{s}");
     }
 }
+
+#[test]
+fn a_final_state_is_taken_only_from_complete_terminal_trailers() {
+    use tonic::metadata::MetadataMap;
+    let md = |pairs: &[(&'static str, &str)]| {
+        let mut md = MetadataMap::new();
+        for (k, v) in pairs {
+            md.insert(*k, v.parse().unwrap());
+        }
+        md
+    };
+    let full = md(&[
+        (FINAL_STATUS_KEY, "FAILED"),
+        (EXIT_CODE_KEY, "3"),
+        (END_REASON_KEY, "exited"),
+    ]);
+    assert_eq!(
+        FinalState::from_trailers(&full),
+        Some(FinalState {
+            status: "FAILED".into(),
+            exit_code: 3,
+            end: EndInfo {
+                reason: Some("exited".into()),
+                detail: None
+            },
+        })
+    );
+    for partial in [
+        md(&[(FINAL_STATUS_KEY, "RUNNING"), (EXIT_CODE_KEY, "0")]),
+        md(&[(FINAL_STATUS_KEY, "COMPLETED")]),
+        md(&[(EXIT_CODE_KEY, "0")]),
+        md(&[(FINAL_STATUS_KEY, "COMPLETED"), (EXIT_CODE_KEY, "zero")]),
+        MetadataMap::new(),
+    ] {
+        assert_eq!(FinalState::from_trailers(&partial), None, "{partial:?}");
+    }
+}

@@ -1,0 +1,65 @@
+//! How a job ended, as gRPC metadata. The public proto has no field for it and must stay
+//! wire-compatible, so it travels in metadata that clients who know (our rnx) read and
+//! others ignore:
+//!
+//! - GetJobStatus' response headers: `joblet-end-reason` (a code from `EndReason::code`),
+//!   `joblet-end-signal` and `joblet-end-detail`;
+//! - the trailers of a GetJobLogs stream that ends with the job ended: the same three, and
+//!   `joblet-final-status` and `joblet-exit-code`, so that a client following a job learns
+//!   its final state without a GetJobStatus call.
+
+use joblet_ipc_proto::job::{JobOutcome, JobRecord};
+use tonic::metadata::{MetadataMap, MetadataValue};
+
+use super::convert;
+
+pub const FINAL_STATUS: &str = "joblet-final-status";
+pub const EXIT_CODE: &str = "joblet-exit-code";
+/// The longest `joblet-end-detail` sent, in characters.
+const DETAIL_MAX: usize = 512;
+
+/// Adds why the job ended, if it did.
+pub fn end_headers(md: &mut MetadataMap, end: Option<&JobOutcome>) {
+    let Some(end) = end else { return };
+    md.insert(
+        "joblet-end-reason",
+        MetadataValue::from_static(end.reason.code()),
+    );
+    if let Some(sig) = end.signal {
+        md.insert("joblet-end-signal", MetadataValue::from(sig));
+    }
+    let detail: String = end
+        .message
+        .chars()
+        .take(DETAIL_MAX)
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect();
+    if let Ok(v) = MetadataValue::try_from(detail.trim())
+        && !detail.trim().is_empty()
+    {
+        md.insert("joblet-end-detail", v);
+    }
+}
+
+/// The trailers of a log stream that ends with the job: its final status (as GetJobStatus
+/// names it), exit code and end. `None` while the job is not terminal (a stream can end
+/// before the exit is recorded: the client must then ask GetJobStatus).
+pub fn final_trailers(record: &JobRecord) -> Option<MetadataMap> {
+    if !record.state.is_terminal() {
+        return None;
+    }
+    let mut md = MetadataMap::new();
+    md.insert(
+        FINAL_STATUS,
+        MetadataValue::from_static(record.state.as_str()),
+    );
+    md.insert(EXIT_CODE, MetadataValue::from(convert::exit_code(record)));
+    end_headers(&mut md, record.outcome.as_ref());
+    Some(md)
+}

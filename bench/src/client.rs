@@ -94,9 +94,12 @@ impl Node {
 /// How a client learns that a job ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Wait {
-    /// Follow GetJobLogs to the end of the output, then GetJobStatus (repeated every
-    /// millisecond until the state is terminal).
+    /// Follow GetJobLogs to its end, and take the final state from the stream's trailers
+    /// (as `rnx job run --follow` does); GetJobStatus only when they tell none.
     Logs,
+    /// Follow GetJobLogs to its end, then GetJobStatus (repeated every millisecond until the
+    /// state is terminal): a client that ignores the trailers, as Joblet's own.
+    LogsThenStatus,
     /// GetJobStatus every 2 ms until the state is terminal.
     Poll,
 }
@@ -111,6 +114,16 @@ pub struct End {
 impl End {
     pub fn completed(&self) -> bool {
         self.status == "COMPLETED" && self.exit_code == 0
+    }
+
+    /// The final state our server tells in a log stream's trailers, if it is one.
+    fn from_trailers(md: &tonic::metadata::MetadataMap) -> Option<End> {
+        let get = |key| md.get(key).and_then(|v| v.to_str().ok());
+        let status = get("joblet-final-status").filter(|s| TERMINAL.contains(s))?;
+        Some(End {
+            status: status.to_owned(),
+            exit_code: get("joblet-exit-code")?.parse().ok()?,
+        })
     }
 }
 
@@ -218,8 +231,17 @@ impl JobClient {
     pub async fn read_logs(
         &mut self,
         job: &str,
-        mut sink: impl FnMut(&[u8]),
+        sink: impl FnMut(&[u8]),
     ) -> Result<u64, ClientError> {
+        Ok(self.read_logs_to_end(job, sink).await?.0)
+    }
+
+    /// [`JobClient::read_logs`], and the job's final state if the stream's trailers tell it.
+    pub async fn read_logs_to_end(
+        &mut self,
+        job: &str,
+        mut sink: impl FnMut(&[u8]),
+    ) -> Result<(u64, Option<End>), ClientError> {
         let req = GetJobLogsRequest {
             uuid: job.to_owned(),
         };
@@ -234,13 +256,18 @@ impl JobClient {
             total += chunk.payload.len() as u64;
             sink(&chunk.payload);
         }
-        Ok(total)
+        let trailers = stream.trailers().await.map_err(call_error("GetJobLogs"))?;
+        Ok((total, trailers.as_ref().and_then(End::from_trailers)))
     }
 
     /// Waits until the job is in a terminal state.
     pub async fn wait_end(&mut self, job: &str, how: Wait) -> Result<End, ClientError> {
         let pause = match how {
-            Wait::Logs => {
+            Wait::Logs => match self.read_logs_to_end(job, |_| {}).await? {
+                (_, Some(end)) => return Ok(end),
+                (_, None) => Duration::from_millis(1),
+            },
+            Wait::LogsThenStatus => {
                 self.read_logs(job, |_| {}).await?;
                 Duration::from_millis(1)
             }

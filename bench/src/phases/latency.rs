@@ -21,7 +21,10 @@ const WARMUP: usize = 3;
 const TRUE: &[&str] = &["/bin/true"];
 
 const RNX: &str = "ours: rnx job run --follow /bin/true (process per run, TLS handshake)";
-const CLIENT_LOGS: &str = "ours: long-lived client, RunJob + GetJobLogs to end + GetJobStatus";
+const CLIENT_LOGS: &str =
+    "ours: long-lived client, RunJob + GetJobLogs to end (final state in its trailers)";
+const CLIENT_LOGS_STATUS: &str =
+    "ours: long-lived client, RunJob + GetJobLogs to end + GetJobStatus (trailers ignored)";
 const CLIENT_POLL: &str = "ours: long-lived client, RunJob + GetJobStatus every 2 ms";
 const PLAIN: &str = "plain /bin/true (fork + exec, no isolation)";
 const STARTED: &str = "ours: of which RunJob, until the server says started (long-lived client)";
@@ -39,6 +42,7 @@ impl Runner<'_> {
         match self {
             Runner::Rnx => RNX.into(),
             Runner::Client(Wait::Logs) => CLIENT_LOGS.into(),
+            Runner::Client(Wait::LogsThenStatus) => CLIENT_LOGS_STATUS.into(),
             Runner::Client(Wait::Poll) => CLIENT_POLL.into(),
             Runner::Peer(p) => peer_label(p.name()),
             Runner::Plain => PLAIN.into(),
@@ -61,6 +65,7 @@ pub fn run(ctx: &Ctx, sys: &BenchSystem, probes: &mut Probes) -> Result<Section,
     let mut runners = vec![
         Runner::Rnx,
         Runner::Client(Wait::Logs),
+        Runner::Client(Wait::LogsThenStatus),
         Runner::Client(Wait::Poll),
     ];
     runners.extend(ctx.peers.all().into_iter().map(Runner::Peer));
@@ -148,7 +153,7 @@ fn section(ctx: &Ctx, samples: &BTreeMap<String, Vec<Duration>>) -> Section {
             .target(Verdict::ratio_at_most(r_bwrap, 2.0, "bwrap"))
             .target(Verdict::ratio_below(r_runc, 0.5, "runc")),
     );
-    for label in [CLIENT_LOGS, CLIENT_POLL] {
+    for label in [CLIENT_LOGS, CLIENT_LOGS_STATUS, CLIENT_POLL] {
         let ours = summary(label);
         let r = stats::ratio(ours.as_ref(), bwrap.as_ref());
         s.rows.push(

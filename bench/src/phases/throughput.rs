@@ -62,8 +62,8 @@ pub fn run(ctx: &Ctx, sys: &BenchSystem, probes: &mut Probes) -> Result<Section,
     s.note(format!(
         "{} trials per level, ours and bwrap alternating; in a trial every submitter runs \
          max({MIN_JOBS_PER_SUBMITTER}, {MIN_JOBS_PER_TRIAL}/submitters) jobs one after the \
-         other; a job of ours counts once GetJobLogs reached its end and GetJobStatus says \
-         COMPLETED with exit code 0",
+         other; a job of ours counts once its GetJobLogs stream ended telling COMPLETED with \
+         exit code 0 in its trailers (or, if it told none, GetJobStatus says so)",
         ctx.opts.trials
     ));
     Ok(s)

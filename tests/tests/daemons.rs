@@ -102,6 +102,27 @@ fn killing_any_daemon_loses_no_output_and_no_exit_status() {
     sys.stop();
 }
 
+/// The frontend keeps the connection of a finished log read for the next read. After
+/// persistd is SIGKILLed and restarted, that connection is dead: the next read must notice
+/// and connect anew, not fail or lose the output.
+#[test]
+fn a_log_read_after_persistd_restarted_gets_the_output() {
+    require_root!();
+    let sys = System::start();
+    let job = sys.run_job(&["sh", "-c", "echo kept"]);
+    sys.wait_done(&job, Duration::from_secs(30));
+    for round in 0..2 {
+        // Twice, so that the second round reads on a connection the first round left idle.
+        assert_eq!(sys.logs(&job), b"kept\n", "round {round}");
+        assert_eq!(sys.logs(&job), b"kept\n", "round {round}, again");
+        let old = sys.helper_pid("joblet-persistd").expect("persistd running");
+        kill(Pid::from_raw(old), Signal::SIGKILL).expect("kill");
+        sys.wait_helper_restarted("joblet-persistd", old, Duration::from_secs(30));
+    }
+    assert_eq!(sys.logs(&job), b"kept\n", "after the restarts");
+    sys.stop();
+}
+
 /// Case 8: stopping the system while jobs run leaves no process, mount, cgroup, socket or
 /// temporary directory behind (`System::stop` checks all of them).
 #[test]

@@ -83,7 +83,9 @@ impl LogRead {
             let step = match self.app.logs.read(&self.job, self.next_seq, follow).await {
                 Ok(mut reader) => {
                     opened = true;
-                    door.forward(self, &mut reader, follow).await?
+                    let step = door.forward(self, &mut reader, follow).await?;
+                    reader.release();
+                    step
                 }
                 // persistd is down from the start: say so now rather than after retries.
                 Err(e) if !opened => return Err(e.into()),

@@ -19,6 +19,8 @@ use joblet_ipc_proto::tokio::Conn;
 use joblet_ipc_proto::{IpcError, RemoteError};
 use tokio::task::{JoinError, JoinHandle};
 
+use super::logs::IdleConns;
+
 /// Chunks `..=seq` of one stream, read: the bytes of one [`LogRange`].
 #[derive(Clone, PartialEq, Eq)]
 pub struct LogChunk {
@@ -105,6 +107,10 @@ type Files = Arc<[File; 2]>;
 
 pub struct LogReader {
     conn: Conn,
+    /// Where the connection goes once the read is over, for the next read.
+    idle: Option<IdleConns>,
+    /// persistd ended the read (`End` or `Error`) and waits for the next request.
+    over: bool,
     files: Option<Files>,
     /// The first chunk of the next range.
     next_seq: u64,
@@ -124,9 +130,25 @@ impl LogReader {
     pub fn new(conn: Conn, from_seq: u64) -> LogReader {
         LogReader {
             conn,
+            idle: None,
+            over: false,
             files: None,
             next_seq: from_seq,
             in_flight: None,
+        }
+    }
+
+    /// The connection will be offered to `idle` by [`LogReader::release`].
+    pub fn returning_to(mut self, idle: IdleConns) -> LogReader {
+        self.idle = Some(idle);
+        self
+    }
+
+    /// Gives the connection back for another read if persistd ended this one; otherwise
+    /// (a read cut short, a broken link) it is closed, which tells persistd to stop.
+    pub fn release(self) {
+        if let (true, Some(idle)) = (self.over && self.in_flight.is_none(), self.idle) {
+            idle.put(self.conn);
         }
     }
 
@@ -146,9 +168,13 @@ impl LogReader {
                 FromPersistLogs::Files => self.take_files(received.fds)?,
                 FromPersistLogs::Range(range) => self.start(range)?,
                 FromPersistLogs::End { next_seq, complete } => {
+                    self.over = true;
                     return Ok(ReadEvent::End { next_seq, complete });
                 }
-                FromPersistLogs::Error(e) => return Ok(ReadEvent::Error(e)),
+                FromPersistLogs::Error(e) => {
+                    self.over = true;
+                    return Ok(ReadEvent::Error(e));
+                }
                 other => return Err(LogReadError::Unexpected(other.name())),
             }
         }

@@ -1,8 +1,9 @@
 //! The link to persistd's log channel: one connection per reader of output or metrics (a
-//! following read keeps its connection), plus deletion of a job's stored output. Reading
-//! output is [`LogReader`]'s.
+//! following read keeps its connection; one that persistd ended is kept for the next read),
+//! plus deletion of a job's stored output. Reading output is [`LogReader`]'s.
 
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use joblet_ipc_proto::channel::logs::{FromPersistLogs, ToPersistLogs};
@@ -22,6 +23,38 @@ const DELETE_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Clone)]
 pub struct LogsClient {
     path: PathBuf,
+    idle: IdleConns,
+}
+
+/// Connections on which persistd ended a read and waits for the next request. Every
+/// followed job is read once: reusing one spares persistd an accept and a task, and the
+/// read a connect and the handshake's round trip, on the path from a job's exit to its
+/// client.
+#[derive(Clone, Default)]
+pub struct IdleConns(Arc<Mutex<Vec<Conn>>>);
+
+/// At most this many are kept; more reads at once connect anew.
+const IDLE_MAX: usize = 16;
+
+impl IdleConns {
+    fn lock(&self) -> MutexGuard<'_, Vec<Conn>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn take(&self) -> Option<Conn> {
+        self.lock().pop()
+    }
+
+    pub fn put(&self, conn: Conn) {
+        let mut idle = self.lock();
+        if idle.len() < IDLE_MAX {
+            idle.push(conn);
+        }
+    }
+
+    fn clear(&self) {
+        self.lock().clear();
+    }
 }
 
 /// Which metric samples to read: `from_ns <= at_ns <= to_ns` (0 = open), at most `limit`
@@ -41,7 +74,10 @@ pub struct MetricReader {
 
 impl LogsClient {
     pub fn new(path: PathBuf) -> LogsClient {
-        LogsClient { path }
+        LogsClient {
+            path,
+            idle: IdleConns::default(),
+        }
     }
 
     /// Opens a read from sequence number `from_seq`; with `follow` it continues with live
@@ -52,16 +88,24 @@ impl LogsClient {
         from_seq: u64,
         follow: bool,
     ) -> Result<LogReader, LinkError> {
-        let conn = connect_patiently(&self.path, Channel::Logs, DAEMON, PATIENCE).await?;
         let req = ToPersistLogs::Read {
             job: job.clone(),
             from_seq,
             follow,
         };
+        let reader = |conn| LogReader::new(conn, from_seq).returning_to(self.idle.clone());
+        if let Some(conn) = self.idle.take() {
+            if conn.send(&req, &[]).await.is_ok() {
+                return Ok(reader(conn));
+            }
+            // persistd closed it, so it restarted: the other idle ones are as dead.
+            self.idle.clear();
+        }
+        let conn = connect_patiently(&self.path, Channel::Logs, DAEMON, PATIENCE).await?;
         conn.send(&req, &[])
             .await
             .map_err(|e| LinkError::unavailable(DAEMON, e))?;
-        Ok(LogReader::new(conn, from_seq))
+        Ok(reader(conn))
     }
 
     /// Opens a read of the job's metric samples (see [`MetricsQuery`]).
@@ -109,3 +153,7 @@ impl MetricReader {
         Ok(self.conn.recv::<FromPersistLogs>().await?.msg)
     }
 }
+
+#[cfg(test)]
+#[path = "logs_tests.rs"]
+mod tests;

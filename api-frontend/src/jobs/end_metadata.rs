@@ -8,10 +8,8 @@
 //!   `joblet-final-status` and `joblet-exit-code`, so that a client following a job learns
 //!   its final state without a GetJobStatus call.
 
-use joblet_ipc_proto::job::{JobOutcome, JobRecord};
+use joblet_ipc_proto::job::{JobOutcome, JobState};
 use tonic::metadata::{MetadataMap, MetadataValue};
-
-use super::convert;
 
 pub const FINAL_STATUS: &str = "joblet-final-status";
 pub const EXIT_CODE: &str = "joblet-exit-code";
@@ -50,16 +48,17 @@ pub fn end_headers(md: &mut MetadataMap, end: Option<&JobOutcome>) {
 /// The trailers of a log stream that ends with the job: its final status (as GetJobStatus
 /// names it), exit code and end. `None` while the job is not terminal (a stream can end
 /// before the exit is recorded: the client must then ask GetJobStatus).
-pub fn final_trailers(record: &JobRecord) -> Option<MetadataMap> {
-    if !record.state.is_terminal() {
+pub fn final_trailers(state: JobState, outcome: Option<&JobOutcome>) -> Option<MetadataMap> {
+    if !state.is_terminal() {
         return None;
     }
     let mut md = MetadataMap::new();
+    md.insert(FINAL_STATUS, MetadataValue::from_static(state.as_str()));
+    // As GetJobStatus reports it (`convert::exit_code`).
     md.insert(
-        FINAL_STATUS,
-        MetadataValue::from_static(record.state.as_str()),
+        EXIT_CODE,
+        MetadataValue::from(outcome.map_or(0, |o| o.exit_code)),
     );
-    md.insert(EXIT_CODE, MetadataValue::from(convert::exit_code(record)));
-    end_headers(&mut md, record.outcome.as_ref());
+    end_headers(&mut md, outcome);
     Some(md)
 }

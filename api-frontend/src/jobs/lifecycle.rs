@@ -164,20 +164,22 @@ async fn record_exit(app: &App, exit: &Exit) -> Result<Recorded, LinkError> {
         .state
         .transition(job, to, ended_ns, Some(outcome.clone()))
         .await;
-    match first {
-        Ok(()) => {}
-        Err(e) if e.remote_kind() == Some(RemoteErrorKind::NotFound) => {}
+    let ours = Some((to, outcome.clone()));
+    let recorded = match first {
+        Ok(()) => ours,
+        Err(e) if e.remote_kind() == Some(RemoteErrorKind::NotFound) => None,
         Err(e) if e.remote_kind() == Some(RemoteErrorKind::FailedPrecondition) => {
             let record = match app.state.get(job).await {
                 Ok(r) => r,
                 Err(e) if e.remote_kind() == Some(RemoteErrorKind::NotFound) => {
-                    app.tracker.ended(job);
+                    app.tracker.ended(job, None);
                     return Ok(Recorded::Done);
                 }
                 Err(e) => return Err(e),
             };
             match record.state {
-                s if s.is_terminal() => {}
+                // Recorded before (a repeated exit): that record stands.
+                s if s.is_terminal() => record.outcome.map(|o| (s, o)),
                 JobState::Initializing if app.tracker.is_starting(job) => {
                     return Ok(Recorded::StartPending);
                 }
@@ -190,20 +192,22 @@ async fn record_exit(app: &App, exit: &Exit) -> Result<Recorded, LinkError> {
                     app.state
                         .transition(job, to, ended_ns, Some(outcome.clone()))
                         .await?;
+                    ours
                 }
                 // The start was recorded between the refusal and the read: end it now.
                 JobState::Running => {
                     app.state
                         .transition(job, to, ended_ns, Some(outcome.clone()))
                         .await?;
+                    ours
                 }
                 _ => return Err(e),
             }
         }
         Err(e) => return Err(e),
-    }
+    };
     tracing::info!(job = %job, state = %to, exit_code = outcome.exit_code, reason = outcome.reason.as_str(), "job ended");
-    app.tracker.ended(job);
+    app.tracker.ended(job, recorded);
     Ok(Recorded::Done)
 }
 

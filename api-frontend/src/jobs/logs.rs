@@ -98,14 +98,26 @@ impl Forward for Door {
 impl Door {
     /// Ends the stream with the job's final state in its trailers (see `end_metadata`), or
     /// with plain trailers while it is not recorded. `ended` is the record already read, for
-    /// a read of a job that had ended before it began; a followed job's is read now, its
-    /// exit having been recorded while the read settled.
+    /// a read of a job that had ended before it began. A followed job's exit was recorded
+    /// while the read settled, by this frontend (which remembers it) or, after a restart,
+    /// before it (stated is asked).
     async fn end(&self, read: &LogRead, ended: Option<JobRecord>) {
-        let record = match ended {
-            Some(r) => Some(r),
-            None => read.app.state.get(&read.job).await.ok(),
+        let app = &read.app;
+        let end = match ended {
+            Some(r) => Some((r.state, r.outcome)),
+            None => match app.tracker.recorded_end(&read.job) {
+                Some((state, outcome)) => Some((state, Some(outcome))),
+                None => app
+                    .state
+                    .get(&read.job)
+                    .await
+                    .ok()
+                    .map(|r| (r.state, r.outcome)),
+            },
         };
-        if let Some(md) = record.as_ref().and_then(end_metadata::final_trailers) {
+        let trailers =
+            end.and_then(|(state, outcome)| end_metadata::final_trailers(state, outcome.as_ref()));
+        if let Some(md) = trailers {
             let _ = self
                 .tx
                 .send(Err(Status::with_metadata(Code::Ok, "", md)))

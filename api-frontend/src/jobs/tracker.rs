@@ -1,11 +1,12 @@
 //! What this frontend knows about jobs in flight: which jobs are active (for
-//! `max_concurrent_jobs`), which are being started right now, and which started during a
-//! reconciliation (so it does not mistake a job it has just started for a lost one).
+//! `max_concurrent_jobs`), which are being started right now, which started during a
+//! reconciliation (so it does not mistake a job it has just started for a lost one), and
+//! how the jobs it saw end most recently ended.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use joblet_ipc_proto::job::JobId;
+use joblet_ipc_proto::job::{JobId, JobOutcome, JobState};
 use tokio::sync::Notify;
 
 #[derive(Default)]
@@ -20,7 +21,17 @@ struct Inner {
     exiting: HashSet<JobId>,
     /// While a reconciliation runs: jobs that finished starting since it began.
     touched: Option<HashSet<JobId>>,
+    /// The final states this frontend recorded last, newest at the back: a log stream that
+    /// ends with its job tells that state without asking stated for it.
+    recent: VecDeque<RecordedEnd>,
 }
+
+/// A job's final state and why it ended, as recorded.
+pub type RecordedEnd = (JobId, JobState, JobOutcome);
+
+/// How many [`Inner::recent`] keeps: the followers of a job read its end within a second
+/// of its record, and a few hundred outcomes are a few tens of KB.
+const RECENT_MAX: usize = 256;
 
 #[derive(Clone, Default)]
 pub struct Tracker {
@@ -61,14 +72,27 @@ impl Tracker {
         self.lock().exiting.insert(job.clone());
     }
 
-    /// The job ended (its exit is recorded): it no longer counts.
-    pub fn ended(&self, job: &JobId) {
+    /// The job ended (its exit is recorded, as `recorded` if known): it no longer counts.
+    pub fn ended(&self, job: &JobId, recorded: Option<(JobState, JobOutcome)>) {
         {
             let mut inner = self.lock();
             inner.active.remove(job);
             inner.exiting.remove(job);
+            if let Some((state, outcome)) = recorded {
+                if inner.recent.len() >= RECENT_MAX {
+                    inner.recent.pop_front();
+                }
+                inner.recent.push_back((job.clone(), state, outcome));
+            }
         }
         self.exit_recorded.notify_waiters();
+    }
+
+    /// How `job` ended, if this frontend recorded it among its latest ends.
+    pub fn recorded_end(&self, job: &JobId) -> Option<(JobState, JobOutcome)> {
+        let inner = self.lock();
+        let (_, state, outcome) = inner.recent.iter().rev().find(|(id, ..)| id == job)?;
+        Some((*state, outcome.clone()))
     }
 
     /// Resolves once `job` is not active here: its exit is recorded, or it is not ours.
@@ -200,9 +224,25 @@ mod tests {
             2,
             "a started job still counts until it ends"
         );
-        t.ended(&id(3));
+        t.ended(&id(3), None);
         assert!(t.reserve(&id(4), 2).is_ok());
         assert!(t.reserve(&id(5), 0).is_ok(), "0 means unlimited");
+    }
+
+    #[test]
+    fn the_latest_recorded_ends_are_remembered_and_no_more() {
+        let t = Tracker::default();
+        let failed = || (JobState::Failed, JobOutcome::launch_failed("no such file"));
+        t.ended(&id(1), Some(failed()));
+        t.ended(&id(2), None);
+        assert_eq!(t.recorded_end(&id(1)), Some(failed()));
+        assert_eq!(t.recorded_end(&id(2)), None, "ended, but not recorded here");
+        for n in 0..RECENT_MAX {
+            let other = JobId::parse(&format!("1c7c1a2e-4f3d-4e8a-9c61-2d5e7f{n:06x}")).unwrap();
+            t.ended(&other, Some(failed()));
+        }
+        assert_eq!(t.recorded_end(&id(1)), None, "the oldest is forgotten");
+        assert_eq!(t.lock().recent.len(), RECENT_MAX);
     }
 
     #[tokio::test]
@@ -253,13 +293,13 @@ mod tests {
             async move { t.until_ended(&id(1)).await }
         });
         tokio::task::yield_now().await;
-        t.ended(&id(2));
+        t.ended(&id(2), None);
         tokio::task::yield_now().await;
         assert!(
             !waiter.is_finished(),
             "another job's exit is not this one's"
         );
-        t.ended(&id(1));
+        t.ended(&id(1), None);
         tokio::time::timeout(std::time::Duration::from_secs(5), waiter)
             .await
             .expect("woken when its exit was recorded")
@@ -274,7 +314,7 @@ mod tests {
         t.exit_reported(&id(1));
         assert!(t.is_exit_pending(&id(1)));
         assert!(!t.is_exit_pending(&id(2)));
-        t.ended(&id(1));
+        t.ended(&id(1), None);
         assert!(!t.is_exit_pending(&id(1)), "recorded");
     }
 

@@ -12,6 +12,8 @@ pub mod joblet {
 
 pub use joblet::*;
 
+pub mod metadata;
+
 /// The encoded `FileDescriptorSet` of `proto/joblet.proto`.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/joblet_descriptor.bin"));

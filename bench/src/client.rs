@@ -14,6 +14,7 @@ use tonic::codegen::Service;
 use tonic::transport::Uri;
 
 use joblet_api_proto::job_service_client::JobServiceClient;
+use joblet_api_proto::metadata;
 use joblet_api_proto::{
     DeleteJobRequest, EmptyRequest, GetJobLogsRequest, GetJobStatusRequest, RunJobRequest,
     StopJobRequest,
@@ -119,10 +120,10 @@ impl End {
     /// The final state our server tells in a log stream's trailers, if it is one.
     fn from_trailers(md: &tonic::metadata::MetadataMap) -> Option<End> {
         let get = |key| md.get(key).and_then(|v| v.to_str().ok());
-        let status = get("joblet-final-status").filter(|s| TERMINAL.contains(s))?;
+        let status = get(metadata::FINAL_STATUS).filter(|s| TERMINAL.contains(s))?;
         Some(End {
             status: status.to_owned(),
-            exit_code: get("joblet-exit-code")?.parse().ok()?,
+            exit_code: get(metadata::EXIT_CODE)?.parse().ok()?,
         })
     }
 }

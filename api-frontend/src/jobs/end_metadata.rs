@@ -1,30 +1,23 @@
-//! How a job ended, as gRPC metadata. The public proto has no field for it and must stay
-//! wire-compatible, so it travels in metadata that clients who know (our rnx) read and
-//! others ignore:
+//! How a job ended, as gRPC metadata (the names are `joblet_api_proto::metadata`'s):
 //!
-//! - GetJobStatus' response headers: `joblet-end-reason` (a code from `EndReason::code`),
-//!   `joblet-end-signal` and `joblet-end-detail`;
-//! - the trailers of a GetJobLogs stream that ends with the job ended: the same three, and
-//!   `joblet-final-status` and `joblet-exit-code`, so that a client following a job learns
-//!   its final state without a GetJobStatus call.
+//! - GetJobStatus' response headers: why it ended (a code from `EndReason::code`, the
+//!   signal, a detail);
+//! - the trailers of a GetJobLogs stream that ends with the job ended: the same, and its
+//!   final status and exit code, so that a client following a job learns its final state
+//!   without a GetJobStatus call.
 
+use joblet_api_proto::metadata::{END_DETAIL, END_REASON, END_SIGNAL, EXIT_CODE, FINAL_STATUS};
 use joblet_ipc_proto::job::{JobOutcome, JobState};
 use tonic::metadata::{MetadataMap, MetadataValue};
-
-pub const FINAL_STATUS: &str = "joblet-final-status";
-pub const EXIT_CODE: &str = "joblet-exit-code";
 /// The longest `joblet-end-detail` sent, in characters.
 const DETAIL_MAX: usize = 512;
 
 /// Adds why the job ended, if it did.
 pub fn end_headers(md: &mut MetadataMap, end: Option<&JobOutcome>) {
     let Some(end) = end else { return };
-    md.insert(
-        "joblet-end-reason",
-        MetadataValue::from_static(end.reason.code()),
-    );
+    md.insert(END_REASON, MetadataValue::from_static(end.reason.code()));
     if let Some(sig) = end.signal {
-        md.insert("joblet-end-signal", MetadataValue::from(sig));
+        md.insert(END_SIGNAL, MetadataValue::from(sig));
     }
     let detail: String = end
         .message
@@ -41,7 +34,7 @@ pub fn end_headers(md: &mut MetadataMap, end: Option<&JobOutcome>) {
     if let Ok(v) = MetadataValue::try_from(detail.trim())
         && !detail.trim().is_empty()
     {
-        md.insert("joblet-end-detail", v);
+        md.insert(END_DETAIL, v);
     }
 }
 

@@ -1,5 +1,6 @@
 //! `rnx job status <uuid-or-prefix>`: everything known about one job.
 
+use joblet_api_proto::metadata::{END_DETAIL, END_REASON, EXIT_CODE, FINAL_STATUS};
 use joblet_api_proto::{GetJobStatusRequest, GetJobStatusResponse};
 use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
@@ -9,11 +10,6 @@ use super::list::command_line;
 use crate::commands::Globals;
 use crate::error::CliError;
 use crate::output::{print_json, print_text, timefmt};
-
-/// Response metadata in which the server may say why a job ended (the public proto has no
-/// field for it, and must stay wire-compatible with Joblet's clients).
-pub const END_REASON_KEY: &str = "joblet-end-reason";
-pub const END_DETAIL_KEY: &str = "joblet-end-detail";
 
 /// Words for the server's end-reason codes; an unknown code is shown as it is.
 pub fn describe_end_reason(code: &str) -> &str {
@@ -30,7 +26,8 @@ pub fn describe_end_reason(code: &str) -> &str {
     }
 }
 
-/// Why a job ended, when the server says.
+/// Why a job ended, when the server says (in response headers or a log stream's trailers:
+/// the public proto has no field for it, and must stay wire-compatible with Joblet's clients).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EndInfo {
     pub reason: Option<String>,
@@ -47,15 +44,11 @@ impl EndInfo {
                 .map(str::to_string)
         };
         EndInfo {
-            reason: get(END_REASON_KEY),
-            detail: get(END_DETAIL_KEY),
+            reason: get(END_REASON),
+            detail: get(END_DETAIL),
         }
     }
 }
-
-/// Trailers of a log stream in which our server says how the followed job ended.
-pub const FINAL_STATUS_KEY: &str = "joblet-final-status";
-pub const EXIT_CODE_KEY: &str = "joblet-exit-code";
 
 /// A job's final state, as GetJobStatus or a log stream's trailers tell it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,8 +63,8 @@ impl FinalState {
     /// does not send them, Joblet's, or a stream that ended before the exit was recorded).
     pub fn from_trailers(md: &MetadataMap) -> Option<FinalState> {
         let get = |key| md.get(key).and_then(|v| v.to_str().ok()).map(str::trim);
-        let status = get(FINAL_STATUS_KEY).filter(|s| is_terminal(s))?;
-        let exit_code = get(EXIT_CODE_KEY)?.parse().ok()?;
+        let status = get(FINAL_STATUS).filter(|s| is_terminal(s))?;
+        let exit_code = get(EXIT_CODE)?.parse().ok()?;
         Some(FinalState {
             status: status.to_string(),
             exit_code,

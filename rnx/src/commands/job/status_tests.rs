@@ -125,8 +125,8 @@ fn json_has_joblets_keys_and_masked_secrets() {
 #[test]
 fn end_reason_comes_from_response_metadata() {
     let mut md = MetadataMap::new();
-    md.insert(END_REASON_KEY, MetadataValue::from_static("timeout"));
-    md.insert(END_DETAIL_KEY, MetadataValue::from_static("ran past 10m"));
+    md.insert(END_REASON, MetadataValue::from_static("timeout"));
+    md.insert(END_DETAIL, MetadataValue::from_static("ran past 10m"));
     assert_eq!(
         EndInfo::from_metadata(&md),
         EndInfo {
@@ -170,9 +170,9 @@ fn a_final_state_is_taken_only_from_complete_terminal_trailers() {
         md
     };
     let full = md(&[
-        (FINAL_STATUS_KEY, "FAILED"),
-        (EXIT_CODE_KEY, "3"),
-        (END_REASON_KEY, "exited"),
+        (FINAL_STATUS, "FAILED"),
+        (EXIT_CODE, "3"),
+        (END_REASON, "exited"),
     ]);
     assert_eq!(
         FinalState::from_trailers(&full),
@@ -186,10 +186,10 @@ fn a_final_state_is_taken_only_from_complete_terminal_trailers() {
         })
     );
     for partial in [
-        md(&[(FINAL_STATUS_KEY, "RUNNING"), (EXIT_CODE_KEY, "0")]),
-        md(&[(FINAL_STATUS_KEY, "COMPLETED")]),
-        md(&[(EXIT_CODE_KEY, "0")]),
-        md(&[(FINAL_STATUS_KEY, "COMPLETED"), (EXIT_CODE_KEY, "zero")]),
+        md(&[(FINAL_STATUS, "RUNNING"), (EXIT_CODE, "0")]),
+        md(&[(FINAL_STATUS, "COMPLETED")]),
+        md(&[(EXIT_CODE, "0")]),
+        md(&[(FINAL_STATUS, "COMPLETED"), (EXIT_CODE, "zero")]),
         MetadataMap::new(),
     ] {
         assert_eq!(FinalState::from_trailers(&partial), None, "{partial:?}");

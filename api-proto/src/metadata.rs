@@ -16,3 +16,11 @@ pub const END_DETAIL: &str = "joblet-end-detail";
 pub const FINAL_STATUS: &str = "joblet-final-status";
 /// The job's exit code, as GetJobStatus reports it.
 pub const EXIT_CODE: &str = "joblet-exit-code";
+
+/// The final status and exit code a log stream's trailers tell, when they tell both (a
+/// stream that ended before the exit was recorded, or a server that does not send them,
+/// tells neither). Whether the status is terminal is the caller's to judge.
+pub fn final_state(trailers: &tonic::metadata::MetadataMap) -> Option<(&str, i32)> {
+    let get = |key| trailers.get(key)?.to_str().ok().map(str::trim);
+    Some((get(FINAL_STATUS)?, get(EXIT_CODE)?.parse().ok()?))
+}

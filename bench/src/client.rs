@@ -119,11 +119,11 @@ impl End {
 
     /// The final state our server tells in a log stream's trailers, if it is one.
     fn from_trailers(md: &tonic::metadata::MetadataMap) -> Option<End> {
-        let get = |key| md.get(key).and_then(|v| v.to_str().ok());
-        let status = get(metadata::FINAL_STATUS).filter(|s| TERMINAL.contains(s))?;
+        let (status, exit_code) =
+            metadata::final_state(md).filter(|(s, _)| TERMINAL.contains(s))?;
         Some(End {
             status: status.to_owned(),
-            exit_code: get(metadata::EXIT_CODE)?.parse().ok()?,
+            exit_code,
         })
     }
 }

@@ -27,7 +27,7 @@ struct Inner {
 }
 
 /// A job's final state and why it ended, as recorded.
-pub type RecordedEnd = (JobId, JobState, JobOutcome);
+type RecordedEnd = (JobId, JobState, JobOutcome);
 
 /// How many [`Inner::recent`] keeps: the followers of a job read its end within a second
 /// of its record, and a few hundred outcomes are a few tens of KB.

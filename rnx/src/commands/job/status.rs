@@ -1,6 +1,6 @@
 //! `rnx job status <uuid-or-prefix>`: everything known about one job.
 
-use joblet_api_proto::metadata::{END_DETAIL, END_REASON, EXIT_CODE, FINAL_STATUS};
+use joblet_api_proto::metadata::{self, END_DETAIL, END_REASON};
 use joblet_api_proto::{GetJobStatusRequest, GetJobStatusResponse};
 use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
@@ -62,9 +62,7 @@ impl FinalState {
     /// `None` unless the trailers name a terminal status and an exit code (a server that
     /// does not send them, Joblet's, or a stream that ended before the exit was recorded).
     pub fn from_trailers(md: &MetadataMap) -> Option<FinalState> {
-        let get = |key| md.get(key).and_then(|v| v.to_str().ok()).map(str::trim);
-        let status = get(FINAL_STATUS).filter(|s| is_terminal(s))?;
-        let exit_code = get(EXIT_CODE)?.parse().ok()?;
+        let (status, exit_code) = metadata::final_state(md).filter(|(s, _)| is_terminal(s))?;
         Some(FinalState {
             status: status.to_string(),
             exit_code,

@@ -1,4 +1,5 @@
 use super::*;
+use joblet_api_proto::metadata::{EXIT_CODE, FINAL_STATUS};
 use time::macros::datetime;
 use tonic::metadata::MetadataValue;
 

@@ -145,7 +145,12 @@ fn a_fork_bomb_stops_at_the_pids_limit() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert!(peak > 0, "never saw the job's pids.current");
+    // Which it was, if this fails: a job that ended early, or a cgroup not where expected.
+    assert!(
+        peak > 0,
+        "never saw the job's pids.current in {candidates:?}; the job: {}",
+        sys.status(&job)
+    );
     assert!(peak <= 64, "pids.current reached {peak} over a limit of 64");
     sys.rnx(&["job", "stop", &job.id]).expect_ok("stop bomb");
     let st = sys.wait_done(&job, Duration::from_secs(30));

@@ -90,7 +90,7 @@ impl Spawner {
         let _ = dir.remove();
         dir.create().map_err(|e| failed(&e))?;
         let join = Placement::Join(Vec::new());
-        let shim = self.factory.fork_shim(plan, join, None);
+        let shim = (self.factory.order(plan, join, None)).and_then(|()| self.factory.made());
         let result = shim
             .map_err(|e| failed(&e))
             .and_then(|(_, [pidfd, .., go])| {

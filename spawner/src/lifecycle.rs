@@ -85,26 +85,37 @@ impl Spawner {
         // Everything made so far belongs to `job`; a failure releases it whole.
         let launched = (|| {
             job.dir.write(JOB, &job.file).map_err(internal)?;
-            let cgroup = self.cgroups.create(id, &limits).map_err(cgroup_error)?;
-            let cgroup = job.cgroup.insert(cgroup);
-            job.oom_watch = cgroup.oom_watch().map_err(internal)?;
-            let placement = match cgroup.clone_into_fd() {
-                Some(fd) => Placement::CloneInto(fd),
-                None => Placement::Join(cgroup.paths()),
-            };
             let upload = upload.as_ref().map(|u| u.as_fd());
-            let forked = self.factory.fork_shim(plan, placement, upload);
-            let (shim, [pidfd, status, stdout, stderr, go]) = forked.map_err(internal)?;
-            job.pipes = Some((stdout, stderr));
-            job.file.shim = Some(shim);
-            job.shim = Some(ShimLink {
-                pidfd,
-                status: Some(status),
-                child: true,
-            });
-            job.dir.write(JOB, &job.file).map_err(internal)?;
-            job.go = Some(go);
-            Ok(())
+            // cgroup v1: the shim joins the job's cgroups by path once released, so the factory
+            // forks it while they are made, on the other core. v2 forks into the cgroup.
+            let (early, late) = match self.cgroups.v1_paths(id) {
+                Some(dirs) => (Some((plan, dirs)), None),
+                None => (None, Some(plan)),
+            };
+            let ordered =
+                early.map(|(p, dirs)| self.factory.order(p, Placement::Join(dirs), upload));
+            let created = self.cgroups.create(id, &limits);
+            // The shim and the cgroup go to `job` before either failure is returned.
+            let adopted = match ordered {
+                Some(ordered) => {
+                    (ordered.map_err(internal)).and_then(|()| self.adopt_shim(&mut job))
+                }
+                None => Ok(()),
+            };
+            let cgroup = job.cgroup.insert(created.map_err(cgroup_error)?);
+            adopted?;
+            job.oom_watch = cgroup.oom_watch().map_err(internal)?;
+            if let Some(plan) = late {
+                let placement = match cgroup.clone_into_fd() {
+                    Some(fd) => Placement::CloneInto(fd),
+                    None => Placement::Join(cgroup.paths()),
+                };
+                self.factory
+                    .order(plan, placement, upload)
+                    .map_err(internal)?;
+                self.adopt_shim(&mut job)?;
+            }
+            job.dir.write(JOB, &job.file).map_err(internal)
         })();
         if let Err(e) = launched {
             self.release(job, false);
@@ -112,6 +123,20 @@ impl Spawner {
         }
         tracing::info!(job = %id, shim = ?job.file.shim, command = %spec.command, "job prepared");
         self.jobs.insert(id.clone(), job);
+        Ok(())
+    }
+
+    /// Takes the shim the factory forked for `job` (see `Factory::order`).
+    fn adopt_shim(&mut self, job: &mut Job) -> Result<(), RemoteError> {
+        let (shim, [pidfd, status, stdout, stderr, go]) = self.factory.made().map_err(internal)?;
+        job.pipes = Some((stdout, stderr));
+        job.file.shim = Some(shim);
+        job.shim = Some(ShimLink {
+            pidfd,
+            status: Some(status),
+            child: true,
+        });
+        job.go = Some(go);
         Ok(())
     }
 

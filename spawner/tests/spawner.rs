@@ -588,3 +588,55 @@ fn nothing_of_a_job_runs_before_its_release_and_a_stop_lets_a_held_job_go() {
     assert!(refused(c.call(release, T)));
     h.finish();
 }
+
+/// Where the spawner makes `job`'s cgroup directory (on v1, in the last hierarchy it uses).
+fn job_cgroup_dir(h: &Harness, job: &joblet_ipc_proto::job::JobId) -> std::path::PathBuf {
+    let base = h.leftover_cgroups().pop().unwrap_or_else(|| {
+        let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+        let own = own.lines().find_map(|l| l.strip_prefix("0::")).unwrap();
+        std::path::Path::new("/sys/fs/cgroup")
+            .join(own.trim_start_matches('/'))
+            .join(&h.settings.cgroup_base)
+    });
+    base.join(format!("job-{job}"))
+}
+
+fn shims(h: &Harness) -> Vec<i32> {
+    let comm = |pid: &i32| std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    let shim = |pid: &i32| comm(pid).trim() == "joblet-shim";
+    h.leftover_processes().into_iter().filter(shim).collect()
+}
+
+/// On cgroup v1 the factory forks a job's shim while the spawner makes the job's cgroups. A
+/// cgroup that cannot be made (a directory of its name is there already) fails the start,
+/// and the shim forked meanwhile goes with it; the next job gets its own shim, not that one.
+#[test]
+fn a_job_whose_cgroup_cannot_be_made_leaves_no_shim() {
+    let h = Harness::start();
+    let mut c = h.client();
+    let job = new_job_id();
+    let dir = job_cgroup_dir(&h, &job);
+    std::fs::create_dir(&dir).unwrap();
+    let reply = c.start(&job, sh("true"));
+    std::fs::remove_dir(&dir).unwrap();
+    match reply {
+        SpawnerReply::Error(e) => assert!(e.message.contains(&format!("job-{job}")), "{e:?}"),
+        other => panic!("the start should fail: {other:?}"),
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !shims(&h).is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        shims(&h).is_empty(),
+        "shims left: {:?}\n{}",
+        shims(&h),
+        h.log()
+    );
+    let next = new_job_id();
+    c.start_ok(&next, sh("echo next"));
+    let o = c.finish_job(&next, T);
+    assert_eq!(o.exit_code, 0, "{o:?}");
+    assert_eq!(lines(&h.persistd.wait_drained(&next, T).stdout), ["next"]);
+    h.finish();
+}

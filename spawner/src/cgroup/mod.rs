@@ -219,6 +219,12 @@ impl Cgroups {
             .try_for_each(|h| files::remove_dir(&h.base))
     }
 
+    /// v1: where [`Cgroups::create`] makes `job`'s directories, one per hierarchy.
+    pub fn v1_paths(&self, job: &JobId) -> Option<Vec<PathBuf>> {
+        let dirs = self.job_dirs(job).into_iter().map(|d| d.path);
+        (self.mode == CgroupMode::V1).then(|| dirs.collect())
+    }
+
     fn job_dirs(&self, job: &JobId) -> Vec<job::JobDir> {
         let name = format!("{}{job}", files::JOB_PREFIX);
         let dir = |h: &Hierarchy| job::JobDir {

@@ -100,16 +100,17 @@ impl Factory {
         }
     }
 
-    /// Has the factory fork a shim for `plan` ([`super::fork_shim`]). A factory found gone is
+    /// Has the factory fork a shim for `plan` ([`super::fork_shim`]) while the spawner goes
+    /// on; [`Factory::made`] must follow an order that succeeded. A factory found gone is
     /// replaced before the order; one that fails to answer is replaced after, and this launch
     /// fails (a shim it may have forked exits when its release pipe closes, and stays a zombie
     /// of ours: the factory is expected to die only by an administrator's SIGKILL).
-    pub fn fork_shim(
+    pub fn order(
         &mut self,
         plan: LaunchPlan,
         placement: Placement<'_>,
         upload: Option<BorrowedFd<'_>>,
-    ) -> StepResult<(ProcRef, ShimEnds)> {
+    ) -> StepResult<()> {
         let (join, cgroup) = match placement {
             Placement::Join(dirs) => (Some(dirs), None),
             Placement::CloneInto(fd) => (None, Some(fd)),
@@ -126,21 +127,27 @@ impl Factory {
             self.restart();
             sent = self.sock.send(&order, &fds);
         }
-        if let Err(IpcError::Oversized { len, max }) = sent {
-            let big = format!("the launch plan takes {len} bytes, over the {max} an order holds");
-            return Err(StepError::msg(big));
+        match sent {
+            Ok(()) => Ok(()),
+            Err(IpcError::Oversized { len, max }) => Err(StepError::msg(format!(
+                "the launch plan takes {len} bytes, over the {max} an order holds"
+            ))),
+            Err(e) => Err(self.replaced(e)),
         }
-        match sent.and_then(|()| self.sock.recv::<Made>(&mut self.buf)) {
+    }
+
+    /// The factory's answer to the last [`Factory::order`]: the shim and its fds.
+    pub fn made(&mut self) -> StepResult<(ProcRef, ShimEnds)> {
+        match self.sock.recv::<Made>(&mut self.buf) {
             Ok((Made::Shim { pid }, fds)) => name_shim(pid, fds),
             Ok((Made::Failed(e), _)) => Err(e),
-            Err(e) => {
-                self.restart();
-                Err(StepError::new(
-                    "the shim factory failed (it was replaced)",
-                    e,
-                ))
-            }
+            Err(e) => Err(self.replaced(e)),
         }
+    }
+
+    fn replaced(&mut self, e: IpcError) -> StepError {
+        self.restart();
+        StepError::new("the shim factory failed (it was replaced)", e)
     }
 
     /// Replaces a factory that failed or hung: it is killed and reaped, and a new one forked

@@ -12,27 +12,6 @@ use joblet_ipc_proto::job::EndReason;
 
 const T: Duration = Duration::from_secs(30);
 
-/// Pids of the live children of `parent` whose command name is `comm`.
-fn children(parent: i32, comm: &str) -> Vec<i32> {
-    let stat = |pid: i32| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok();
-    let mut out: Vec<i32> = std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse().ok())
-        .filter(|&pid| {
-            stat(pid).is_some_and(|s| {
-                let (name, rest) = s.rsplit_once(')').unwrap_or_default();
-                let fields: Vec<&str> = rest.split_whitespace().collect();
-                name.ends_with(&format!("({comm}"))
-                    && fields.first() != Some(&"Z")
-                    && fields.get(1) == Some(&parent.to_string().as_str())
-            })
-        })
-        .collect();
-    out.sort_unstable();
-    out
-}
-
 /// The spawner's pid and its one factory's.
 fn spawner_and_factory(h: &Harness) -> (i32, i32) {
     let spawner = h.child.as_ref().unwrap().id() as i32;

@@ -601,10 +601,9 @@ fn job_cgroup_dir(h: &Harness, job: &joblet_ipc_proto::job::JobId) -> std::path:
     base.join(format!("job-{job}"))
 }
 
+/// The spawner's live shims (each is its child: the factory forks them with `CLONE_PARENT`).
 fn shims(h: &Harness) -> Vec<i32> {
-    let comm = |pid: &i32| std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-    let shim = |pid: &i32| comm(pid).trim() == "joblet-shim";
-    h.leftover_processes().into_iter().filter(shim).collect()
+    children(h.child.as_ref().unwrap().id() as i32, "joblet-shim")
 }
 
 /// On cgroup v1 the factory forks a job's shim while the spawner makes the job's cgroups. A

@@ -20,7 +20,7 @@ use joblet_ipc_proto::job::JobId;
 use joblet_ipc_proto::tokio::{Receiver, Sender};
 use tracing::error;
 
-use crate::reader::{Incoming, ReadEnd, interrupted, send};
+use crate::reader::{Incoming, ReadEnd, interrupted, send, unreadable};
 use crate::registry::Registry;
 use crate::store::{MetricLog, StoreError};
 
@@ -93,12 +93,16 @@ async fn stream(
     let job = q.job;
     // As for a log Read: following a job not attached yet waits for it to appear.
     let log = match registry.get(&job) {
-        Some(log) => log,
-        None if q.follow => tokio::select! {
-            log = registry.wait_for(&job) => log,
+        Ok(Some(log)) => log,
+        Err(e) => return send(sender, incoming, unreadable(&job, "metrics", &e)).await,
+        Ok(None) if q.follow => tokio::select! {
+            log = registry.wait_for(&job) => match log {
+                Ok(log) => log,
+                Err(e) => return send(sender, incoming, unreadable(&job, "metrics", &e)).await,
+            },
             r = incoming.as_mut() => return Err(interrupted(r)),
         },
-        None => {
+        Ok(None) => {
             let err = RemoteError::not_found(format!("no metrics are stored for job {job}"));
             return send(sender, incoming, FromPersistLogs::Error(err)).await;
         }

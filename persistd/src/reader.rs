@@ -70,12 +70,16 @@ async fn stream(
         follow,
     } = read;
     let log = match registry.get(&job) {
-        Some(log) => log,
-        None if follow => tokio::select! {
-            log = registry.wait_for(&job) => log,
+        Ok(Some(log)) => log,
+        Err(e) => return send(sender, incoming, unreadable(&job, "output", &e)).await,
+        Ok(None) if follow => tokio::select! {
+            log = registry.wait_for(&job) => match log {
+                Ok(log) => log,
+                Err(e) => return send(sender, incoming, unreadable(&job, "output", &e)).await,
+            },
             r = incoming.as_mut() => return Err(interrupted(r)),
         },
-        None => {
+        Ok(None) => {
             let err = RemoteError::not_found(format!("no output is stored for job {job}"));
             return send(sender, incoming, FromPersistLogs::Error(err)).await;
         }
@@ -211,4 +215,12 @@ pub(crate) fn interrupted(r: Result<Received<ToPersistLogs>, IpcError>) -> ReadE
         Err(e) if e.is_closed() => ReadEnd::ClientGone,
         Err(e) => ReadEnd::Violation(format!("bad frame during a read: {e}")),
     }
+}
+
+/// The reply for a job whose stored files (its `what`) persistd could not open.
+pub(crate) fn unreadable(job: &JobId, what: &str, e: &StoreError) -> FromPersistLogs {
+    error!(%job, error = %e, "cannot open the job's stored files");
+    FromPersistLogs::Error(RemoteError::internal(format!(
+        "cannot open the stored {what} of job {job}: {e}"
+    )))
 }

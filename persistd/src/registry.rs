@@ -4,11 +4,16 @@
 //! `Drained`), so those never interleave half way. It is a std mutex held only for map
 //! operations and a few metadata syscalls (mkdir/open of a new job, one rename on delete),
 //! never across an await.
+//!
+//! A job's files (four of them) stay open only while the job can still be written or someone
+//! uses them: a finished job's entry keeps no open file, and its first user reopens it. Kept
+//! open, a store of a few thousand finished jobs exhausted persistd's fd limit, after which
+//! no new job's output could be stored.
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry as MapEntry;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use joblet_ipc_proto::job::JobId;
@@ -29,10 +34,47 @@ pub struct Registry {
 }
 
 struct Entry {
-    log: Arc<JobLog>,
+    /// The job's log while its output is not complete (a pump may attach at any time).
+    kept: Option<Arc<JobLog>>,
+    /// The open log while anyone holds it. Every user of a job shares this one instance,
+    /// so a delete marks deleted the very log its readers watch.
+    shared: Weak<JobLog>,
     drained_to: Option<DrainedTo>,
     /// When the job started, as its last `Attach` said (0 = not attached since our start).
     started_ns: u64,
+}
+
+impl Entry {
+    fn new(log: Arc<JobLog>) -> Entry {
+        let mut entry = Entry {
+            kept: None,
+            shared: Weak::new(),
+            drained_to: None,
+            started_ns: 0,
+        };
+        entry.hold(log);
+        entry
+    }
+
+    fn hold(&mut self, log: Arc<JobLog>) {
+        self.shared = Arc::downgrade(&log);
+        self.kept = (!log.progress().complete).then_some(log);
+    }
+
+    /// The job's log if it is open now.
+    fn live(&self) -> Option<Arc<JobLog>> {
+        self.kept.clone().or_else(|| self.shared.upgrade())
+    }
+
+    /// The job's log, reopened if nobody held it.
+    fn log(&mut self, store: &Store, job: &JobId) -> Result<Arc<JobLog>, StoreError> {
+        if let Some(log) = self.live() {
+            return Ok(log);
+        }
+        let log = store.open_job(job)?.log;
+        self.hold(log.clone());
+        Ok(log)
+    }
 }
 
 /// What to do with a job's pipes that just arrived.
@@ -61,15 +103,10 @@ impl Registry {
     /// Opens the store and every job in it, repairing what a crash left. Blocking.
     pub fn open(data_dir: &Path) -> Result<Registry, StoreError> {
         let store = Store::open(data_dir)?;
-        let scan = store.open_all()?;
-        for path in &scan.foreign {
-            warn!(path = %path.display(), "ignoring an entry of the jobs directory that is not a job id");
-        }
-        for e in &scan.failed {
-            error!(error = %e, "cannot open a job's stored output; it is not served until the next start");
-        }
         let mut jobs = HashMap::new();
-        for opened in scan.opened {
+        // Each job is entered as it is opened, so a finished job's files are closed before
+        // the next job's are opened.
+        let scan = store.open_all(|opened| {
             let job = opened.log.id().clone();
             if opened.report.repaired() {
                 info!(%job, dropped_index_bytes = opened.report.dropped_index_bytes,
@@ -77,14 +114,13 @@ impl Registry {
                     dropped_metric_bytes = opened.report.dropped_metric_bytes,
                     "repaired the job's files after an unclean stop");
             }
-            jobs.insert(
-                job,
-                Entry {
-                    log: opened.log,
-                    drained_to: None,
-                    started_ns: 0,
-                },
-            );
+            jobs.insert(job, Entry::new(opened.log));
+        })?;
+        for path in &scan.foreign {
+            warn!(path = %path.display(), "ignoring an entry of the jobs directory that is not a job id");
+        }
+        for e in &scan.failed {
+            error!(error = %e, "cannot open a job's stored output; it is not served until the next start");
         }
         info!(jobs = jobs.len(), data_dir = %data_dir.display(), "log store open");
         Ok(Registry {
@@ -99,8 +135,22 @@ impl Registry {
         self.jobs.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub fn get(&self, job: &JobId) -> Option<Arc<JobLog>> {
-        self.lock().get(job).map(|e| e.log.clone())
+    /// The job's log, opened if its files were closed; `None` if the job is unknown.
+    pub fn get(&self, job: &JobId) -> Result<Option<Arc<JobLog>>, StoreError> {
+        match self.lock().get_mut(job) {
+            Some(entry) => entry.log(&self.store, job).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The job's log if it is open now, without opening it.
+    fn live(&self, job: &JobId) -> Option<Arc<JobLog>> {
+        self.lock().get(job).and_then(Entry::live)
+    }
+
+    /// How many jobs' files are open now (for tests and logs).
+    pub fn open_logs(&self) -> usize {
+        self.lock().values().filter(|e| e.live().is_some()).count()
     }
 
     pub fn len(&self) -> usize {
@@ -112,11 +162,11 @@ impl Registry {
     }
 
     /// Waits until `job` is known (attached for the first time, if it is new).
-    pub async fn wait_for(&self, job: &JobId) -> Arc<JobLog> {
+    pub async fn wait_for(&self, job: &JobId) -> Result<Arc<JobLog>, StoreError> {
         let mut added = self.added.subscribe();
         loop {
-            if let Some(log) = self.get(job) {
-                return log;
+            if let Some(log) = self.get(job)? {
+                return Ok(log);
             }
             // The sender lives as long as `self`, so this cannot fail while we wait.
             let _ = added.changed().await;
@@ -133,7 +183,7 @@ impl Registry {
     ) -> Result<Attach, StoreError> {
         let mut jobs = self.lock();
         let entry = self.entry_or_open(&mut jobs, job)?;
-        let verdict = match entry.log.take_writer() {
+        let verdict = match entry.log(&self.store, job)?.take_writer() {
             TakeWriter::Writer(w) => Attach::Start(w),
             TakeWriter::Busy => Attach::AlreadyReading,
             TakeWriter::Complete => return Ok(Attach::Complete),
@@ -149,7 +199,7 @@ impl Registry {
     pub fn watch_target(&self, job: &JobId) -> Result<(Arc<JobLog>, u64), StoreError> {
         let mut jobs = self.lock();
         let entry = self.entry_or_open(&mut jobs, job)?;
-        Ok((entry.log.clone(), entry.started_ns))
+        Ok((entry.log(&self.store, job)?, entry.started_ns))
     }
 
     fn entry_or_open<'a>(
@@ -163,18 +213,20 @@ impl Registry {
                 let opened = self.store.open_job(job)?;
                 // Waiters look the job up under the lock we hold: they see it once we return.
                 self.added.send_modify(|n| *n += 1);
-                Ok(new.insert(Entry {
-                    log: opened.log,
-                    drained_to: None,
-                    started_ns: 0,
-                }))
+                Ok(new.insert(Entry::new(opened.log)))
             }
         }
     }
 
-    /// Called by a pump once the job's output is complete: tells the last attacher.
+    /// Called by a pump once the job's output is complete: tells the last attacher, and
+    /// lets the job's files close once their last user is done.
     pub fn drained(&self, job: &JobId) {
-        let to = self.lock().get_mut(job).and_then(|e| e.drained_to.take());
+        let to = self.lock().get_mut(job).and_then(|e| {
+            if e.kept.as_ref().is_some_and(|log| log.progress().complete) {
+                e.kept = None;
+            }
+            e.drained_to.take()
+        });
         if let Some(to) = to {
             // A closed connection is fine: the spawner re-attaches and hears it then.
             let _ = to.send(job.clone());
@@ -193,7 +245,7 @@ impl Registry {
         let deadline = tokio::time::Instant::now() + patience;
         loop {
             let log = match self.delete(job) {
-                Err(DeleteError::StillOpen(_)) => self.get(job),
+                Err(DeleteError::StillOpen(_)) => self.live(job),
                 other => return other,
             };
             match log {
@@ -219,10 +271,11 @@ impl Registry {
         let entry = jobs
             .get_mut(job)
             .ok_or_else(|| DeleteError::NotFound(job.clone()))?;
-        if entry.log.is_attached() {
+        let live = entry.live();
+        if live.as_ref().is_some_and(|log| log.is_attached()) {
             return Err(DeleteError::StillOpen(job.clone()));
         }
-        let trashed = self.store.trash_job(&entry.log)?;
+        let trashed = self.store.trash_job(job, live.as_deref())?;
         // Deleted after its pump ended but before its final sample: the spawner has not heard
         // `Drained` yet, and the pump's report will find no entry. Without this the spawner
         // would keep the job's shim and cgroup until it restarts.
@@ -266,7 +319,7 @@ mod tests {
         drop(writer);
         let trashed = deleting.await.unwrap().unwrap();
         assert!(trashed.exists());
-        assert!(registry.get(&job).is_none());
+        assert!(registry.get(&job).unwrap().is_none());
         // Deleted before its pump reported the end (its final sample pending): the delete
         // reports it, or the spawner would wait for it forever.
         assert_eq!(drained.try_recv().ok(), Some(job.clone()));
@@ -283,5 +336,75 @@ mod tests {
             .delete_when_finished(&job2, Duration::from_millis(50))
             .await;
         assert!(matches!(late, Err(DeleteError::StillOpen(_))));
+    }
+
+    /// The files this process holds open under `dir`.
+    fn files_open_under(dir: &Path) -> Vec<PathBuf> {
+        std::fs::read_dir("/proc/self/fd")
+            .unwrap()
+            .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+            .filter(|target| target.starts_with(dir))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn finished_jobs_keep_no_file_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let registry = Registry::open(&data).unwrap();
+        let jobs: Vec<JobId> = (0..6)
+            .map(|i| JobId::parse(&format!("0b7c1a2e-4f3d-4e8a-9c61-2d5e7f9a1b{i:02x}")).unwrap())
+            .collect();
+        let (tx, _drained) = mpsc::unbounded_channel();
+        for job in &jobs[..5] {
+            let Ok(Attach::Start(mut writer)) = registry.attach(job, tx.clone(), 1) else {
+                panic!("no writer");
+            };
+            writer.finish().unwrap();
+            drop(writer);
+            registry.drained(job);
+        }
+        // Still running: its files stay open for the pump that will attach again.
+        let Ok(Attach::Start(running)) = registry.attach(&jobs[5], tx.clone(), 1) else {
+            panic!("no writer");
+        };
+        drop(running);
+        let running_dir = data.join("jobs").join(jobs[5].as_str());
+        let open = files_open_under(&data);
+        assert!(
+            !open.is_empty() && open.iter().all(|f| f.starts_with(&running_dir)),
+            "open: {open:?}"
+        );
+        assert_eq!(registry.open_logs(), 1);
+
+        // A reader reopens a finished job, sees it whole, and shares the one instance.
+        let log = registry.get(&jobs[0]).unwrap().unwrap();
+        assert!(log.progress().complete);
+        assert!(Arc::ptr_eq(&log, &registry.get(&jobs[0]).unwrap().unwrap()));
+        assert_eq!(registry.open_logs(), 2);
+        // A delete marks deleted the log that reader holds.
+        let progress = log.subscribe();
+        registry.delete(&jobs[0]).unwrap();
+        assert!(progress.borrow().deleted);
+        drop(log);
+        // One nobody holds is deleted without being opened.
+        registry.delete(&jobs[1]).unwrap();
+        assert!(!data.join("jobs").join(jobs[1].as_str()).exists());
+        assert!(matches!(
+            registry.attach(&jobs[2], tx.clone(), 1),
+            Ok(Attach::Complete)
+        ));
+        assert_eq!(registry.open_logs(), 1);
+
+        // After a restart only the unfinished job's files are open.
+        drop(registry);
+        assert!(files_open_under(&data).is_empty());
+        let registry = Registry::open(&data).unwrap();
+        assert_eq!((registry.len(), registry.open_logs()), (4, 1));
+        let open = files_open_under(&data);
+        assert!(
+            open.iter().all(|f| f.starts_with(&running_dir)),
+            "open: {open:?}"
+        );
     }
 }

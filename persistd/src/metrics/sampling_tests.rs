@@ -95,7 +95,7 @@ fn a_deleted_job_leaves_the_set_and_its_samples_go_with_it() {
     let mut sampling = Sampling::new();
     sampling.watch(log.clone(), no_dirs(), 0);
     sampling.watch(other.clone(), no_dirs(), 0);
-    let trashed = store.trash_job(&log).unwrap();
+    let trashed = store.trash_job(log.id(), Some(&log)).unwrap();
     assert_eq!(
         sampling.sample_all(),
         TickReport {

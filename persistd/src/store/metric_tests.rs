@@ -217,7 +217,7 @@ fn a_complete_job_opens_with_its_metrics_closed_and_trash_deletes_them() {
     assert_eq!(all(log.metrics()).1, vec![sample(0)]);
 
     let rx = log.metrics().subscribe();
-    let trashed = store.trash_job(&log).unwrap();
+    let trashed = store.trash_job(log.id(), Some(&log)).unwrap();
     assert!(rx.borrow().deleted);
     assert!(trashed.join("metrics").exists());
     Store::purge(&trashed).unwrap();

@@ -48,10 +48,9 @@ pub struct Store {
     trashed: AtomicU64,
 }
 
-/// What [`Store::open_all`] found.
+/// What [`Store::open_all`] could not open.
 #[derive(Default)]
 pub struct Scan {
-    pub opened: Vec<Opened>,
     pub failed: Vec<StoreError>,
     /// Entries of `jobs/` that are not job ids.
     pub foreign: Vec<PathBuf>,
@@ -91,10 +90,10 @@ impl Store {
         Ok(Opened { log, report })
     }
 
-    /// Opens every job directory. A directory that fails to open is reported and skipped,
-    /// so one broken job cannot keep the others from being served; entries that are not job
-    /// ids are left alone.
-    pub fn open_all(&self) -> Result<Scan, StoreError> {
+    /// Opens every job directory, handing each to `each` as it is opened. A directory that
+    /// fails to open is reported and skipped, so one broken job cannot keep the others from
+    /// being served; entries that are not job ids are left alone.
+    pub fn open_all(&self, mut each: impl FnMut(Opened)) -> Result<Scan, StoreError> {
         let mut scan = Scan::default();
         for path in list(&self.jobs)? {
             let id = path
@@ -103,7 +102,7 @@ impl Store {
                 .and_then(|n| JobId::parse(n).ok());
             match id {
                 Some(id) => match self.open_job(&id) {
-                    Ok(opened) => scan.opened.push(opened),
+                    Ok(opened) => each(opened),
                     Err(e) => scan.failed.push(e),
                 },
                 None => scan.foreign.push(path),
@@ -112,16 +111,18 @@ impl Store {
         Ok(scan)
     }
 
-    /// Moves a job's directory into the trash (one atomic rename) and marks it deleted so
-    /// its readers stop. Returns the trash path for [`Store::purge`].
-    pub fn trash_job(&self, log: &JobLog) -> Result<PathBuf, StoreError> {
+    /// Moves a job's directory into the trash (one atomic rename) and marks its open log,
+    /// if it has one, deleted so its readers stop. Returns the trash path for
+    /// [`Store::purge`].
+    pub fn trash_job(&self, job: &JobId, open: Option<&JobLog>) -> Result<PathBuf, StoreError> {
         let n = self.trashed.fetch_add(1, Ordering::Relaxed);
-        let to = self.trash.join(format!("{}.{n}", log.id()));
-        std::fs::rename(log.dir(), &to).map_err(|source| StoreError::Remove {
-            path: log.dir().to_owned(),
-            source,
-        })?;
-        log.mark_deleted();
+        let to = self.trash.join(format!("{job}.{n}"));
+        // The id is a validated UUID, so this cannot leave the jobs directory.
+        let from = self.jobs.join(job.as_str());
+        std::fs::rename(&from, &to).map_err(|source| StoreError::Remove { path: from, source })?;
+        if let Some(log) = open {
+            log.mark_deleted();
+        }
         Ok(to)
     }
 

@@ -2,8 +2,8 @@
 //!
 //! One lock guards the map and every decision that depends on it (attach, delete, who is told
 //! `Drained`), so those never interleave half way. It is a std mutex held only for map
-//! operations and a few metadata syscalls (mkdir/open of a new job, one rename on delete),
-//! never across an await.
+//! operations and a few metadata syscalls (mkdir/open of a new job, the reopening of a
+//! finished one, one rename on delete), never across an await.
 //!
 //! A job's files (four of them) stay open only while the job can still be written or someone
 //! uses them: a finished job's entry keeps no open file, and its first user reopens it. Kept
@@ -148,8 +148,9 @@ impl Registry {
         self.lock().get(job).and_then(Entry::live)
     }
 
-    /// How many jobs' files are open now (for tests and logs).
-    pub fn open_logs(&self) -> usize {
+    /// How many jobs' files are open now.
+    #[cfg(test)]
+    fn open_logs(&self) -> usize {
         self.lock().values().filter(|e| e.live().is_some()).count()
     }
 

@@ -20,7 +20,7 @@ use joblet_ipc_proto::job::JobId;
 use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
-use crate::store::{JobLog, LogWriter, Store, StoreError, TakeWriter};
+use crate::store::{Found, JobLog, LogWriter, Opened, Store, StoreError, TakeWriter};
 
 /// Where a pump reports that a job's output is drained: the output connection that attached
 /// it last. Unbounded because it holds at most one job id per attached job.
@@ -45,13 +45,18 @@ struct Entry {
 }
 
 impl Entry {
-    fn new(log: Arc<JobLog>) -> Entry {
-        let mut entry = Entry {
+    /// A job whose files are not open.
+    fn closed() -> Entry {
+        Entry {
             kept: None,
             shared: Weak::new(),
             drained_to: None,
             started_ns: 0,
-        };
+        }
+    }
+
+    fn new(log: Arc<JobLog>) -> Entry {
+        let mut entry = Entry::closed();
         entry.hold(log);
         entry
     }
@@ -71,9 +76,20 @@ impl Entry {
         if let Some(log) = self.live() {
             return Ok(log);
         }
-        let log = store.open_job(job)?.log;
-        self.hold(log.clone());
-        Ok(log)
+        let opened = store.open_job(job)?;
+        report_repairs(&opened);
+        self.hold(opened.log.clone());
+        Ok(opened.log)
+    }
+}
+
+fn report_repairs(opened: &Opened) {
+    let report = &opened.report;
+    if report.repaired() {
+        info!(job = %opened.log.id(), dropped_index_bytes = report.dropped_index_bytes,
+            tail_records = report.tail_records,
+            dropped_metric_bytes = report.dropped_metric_bytes,
+            "repaired the job's files after an unclean stop");
     }
 }
 
@@ -100,21 +116,21 @@ pub enum DeleteError {
 }
 
 impl Registry {
-    /// Opens the store and every job in it, repairing what a crash left. Blocking.
+    /// Opens the store and every unfinished job in it, repairing what a crash left. Blocking.
     pub fn open(data_dir: &Path) -> Result<Registry, StoreError> {
         let store = Store::open(data_dir)?;
         let mut jobs = HashMap::new();
-        // Each job is entered as it is opened, so a finished job's files are closed before
-        // the next job's are opened.
-        let scan = store.open_all(|opened| {
-            let job = opened.log.id().clone();
-            if opened.report.repaired() {
-                info!(%job, dropped_index_bytes = opened.report.dropped_index_bytes,
-                    tail_records = opened.report.tail_records,
-                    dropped_metric_bytes = opened.report.dropped_metric_bytes,
-                    "repaired the job's files after an unclean stop");
-            }
-            jobs.insert(job, Entry::new(opened.log));
+        // A finished job is entered closed; it is opened, and repaired if need be, on its
+        // first use.
+        let scan = store.open_all(|found| {
+            let (job, entry) = match found {
+                Found::Complete(job) => (job, Entry::closed()),
+                Found::Opened(opened) => {
+                    report_repairs(&opened);
+                    (opened.log.id().clone(), Entry::new(opened.log))
+                }
+            };
+            jobs.insert(job, entry);
         })?;
         for path in &scan.foreign {
             warn!(path = %path.display(), "ignoring an entry of the jobs directory that is not a job id");
@@ -397,9 +413,13 @@ mod tests {
         ));
         assert_eq!(registry.open_logs(), 1);
 
-        // After a restart only the unfinished job's files are open.
+        // After a restart only the unfinished job's files are open. A finished job is not
+        // even opened until it is used: a missing data file of one (opening creates it)
+        // appears only then.
         drop(registry);
         assert!(files_open_under(&data).is_empty());
+        let stdout = data.join("jobs").join(jobs[3].as_str()).join("stdout");
+        std::fs::remove_file(&stdout).unwrap();
         let registry = Registry::open(&data).unwrap();
         assert_eq!((registry.len(), registry.open_logs()), (4, 1));
         let open = files_open_under(&data);
@@ -407,5 +427,8 @@ mod tests {
             open.iter().all(|f| f.starts_with(&running_dir)),
             "open: {open:?}"
         );
+        assert!(!stdout.exists(), "the scan opened a finished job");
+        let log = registry.get(&jobs[3]).unwrap().unwrap();
+        assert!(log.progress().complete && stdout.exists());
     }
 }

@@ -313,6 +313,31 @@ impl JobLog {
     }
 }
 
+/// Whether the job's stored output is complete, from the last record of its index alone. A
+/// directory that is not one (a symlink, say), or has no index, says no: [`JobLog::open`]
+/// then reports or repairs it.
+pub(crate) fn stored_complete(jobs_dir: &Path, id: &JobId) -> Result<bool, StoreError> {
+    // The id is a validated UUID, so this cannot leave `jobs_dir`.
+    let dir = jobs_dir.join(id.as_str());
+    if !std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
+        return Ok(false);
+    }
+    let path = dir.join(INDEX_FILE);
+    let index = match OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&path)
+    {
+        Ok(index) => index,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(source) => return Err(StoreError::Open { path, source }),
+    };
+    recover::is_complete(&index).map_err(|source| StoreError::Recover {
+        job: id.clone(),
+        source,
+    })
+}
+
 /// Creates `dir` with mode 0700; returns whether it was new. An existing directory is
 /// tightened to 0700 too.
 pub(crate) fn create_private_dir(dir: &Path) -> Result<bool, StoreError> {

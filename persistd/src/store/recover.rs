@@ -114,6 +114,13 @@ fn completed_chunks(index: &File, index_len: u64) -> io::Result<Option<u64>> {
     })
 }
 
+/// True when the index ends with the end record: the output is complete, and since nothing is
+/// written after that record, it needs no recovery.
+pub(crate) fn is_complete(index: &File) -> io::Result<bool> {
+    let len = index.metadata()?.len();
+    Ok(completed_chunks(index, len)?.is_some())
+}
+
 /// Counts the leading records that are intact, contiguous per stream and backed by data, and
 /// returns the bytes they cover per stream.
 fn scan_valid_prefix(

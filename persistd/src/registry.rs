@@ -239,8 +239,9 @@ impl Registry {
     /// lets the job's files close once their last user is done.
     pub fn drained(&self, job: &JobId) {
         let to = self.lock().get_mut(job).and_then(|e| {
-            if e.kept.as_ref().is_some_and(|log| log.progress().complete) {
-                e.kept = None;
+            // `hold` keeps the log only while its output is not complete.
+            if let Some(log) = e.kept.take() {
+                e.hold(log);
             }
             e.drained_to.take()
         });
